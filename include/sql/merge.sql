@@ -1,0 +1,60 @@
+-- Merging staged changes into the destination, then removing exactly the rows merged.
+-- A merge first claims the staged rows present when it starts (cdc_merge_id); rows staged later stay
+-- unclaimed and wait for the next merge. Every statement is safe to repeat: a change is applied only if
+-- it is newer (by cdc_change_order: the change's own time, then its sequence number) than what the
+-- destination or the tombstones hold, and a retry re-claims the rows of an interrupted merge.
+-- fakesnow cannot run MERGE inside an explicit transaction (nor FLATTEN inside MERGE ... USING), so the
+-- steps run one by one, each idempotent, with the merge set named by a bound id.
+
+-- name: claim_staged
+UPDATE {{ database }}.{{ schema }}.{{ cdc_table }} SET cdc_merge_id = ?;
+
+-- name: merge_tombstones
+-- Idempotent: a tombstone only ever moves to a newer REMOVE.
+MERGE INTO {{ database }}.{{ schema }}.{{ tombstone_table }} t
+USING (
+    SELECT claimId, cdc_change_order, eventName
+    FROM {{ database }}.{{ schema }}.{{ cdc_table }}
+    WHERE cdc_merge_id = ?
+    QUALIFY ROW_NUMBER() OVER (PARTITION BY claimId ORDER BY cdc_change_order DESC) = 1
+) s
+ON t.claimId = s.claimId
+WHEN MATCHED AND s.eventName = 'REMOVE' AND s.cdc_change_order > t.cdc_change_order THEN
+    UPDATE SET t.cdc_change_order = s.cdc_change_order, t.deleted_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+WHEN NOT MATCHED AND s.eventName = 'REMOVE' THEN
+    INSERT (claimId, cdc_change_order, deleted_at)
+    VALUES (s.claimId, s.cdc_change_order, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9));
+
+-- name: merge_destination
+-- Idempotent: the latest claimed change per claim is applied only if newer than the destination's row,
+-- and an INSERT or MODIFY is dropped when a newer-or-equal REMOVE (tombstone) exists. A MODIFY with no
+-- destination row is inserted (the claim's full new image), not dropped.
+MERGE INTO {{ database }}.{{ schema }}.{{ dest_table }} tgt
+USING (
+    SELECT c.*
+    FROM {{ database }}.{{ schema }}.{{ cdc_table }} c
+    WHERE c.cdc_merge_id = ?
+    QUALIFY ROW_NUMBER() OVER (PARTITION BY c.claimId ORDER BY c.cdc_change_order DESC) = 1
+) src
+ON tgt.claimId = src.claimId
+WHEN MATCHED AND src.eventName = 'REMOVE' AND src.cdc_change_order > tgt.cdc_change_order THEN DELETE
+WHEN MATCHED AND src.eventName <> 'REMOVE' AND src.cdc_change_order > tgt.cdc_change_order THEN UPDATE SET
+    {%- for c in all_columns %}
+    tgt.{{ c }} = src.{{ c }}{{ "," if not loop.last }}
+    {%- endfor %}
+WHEN NOT MATCHED AND src.eventName <> 'REMOVE' AND NOT EXISTS (
+    SELECT 1 FROM {{ database }}.{{ schema }}.{{ tombstone_table }} t
+    WHERE t.claimId = src.claimId AND t.cdc_change_order >= src.cdc_change_order
+) THEN INSERT ({{ all_columns | join(", ") }})
+    VALUES ({% for c in all_columns %}src.{{ c }}{{ ", " if not loop.last }}{% endfor %});
+
+-- name: mark_merged
+UPDATE {{ database }}.{{ schema }}.{{ batch_table }}
+SET status = 'MERGED', merged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+WHERE batch_id IN (
+    SELECT DISTINCT cdc_batch_id FROM {{ database }}.{{ schema }}.{{ cdc_table }} WHERE cdc_merge_id = ?
+);
+
+-- name: cleanup_staging
+-- Idempotent: deletes exactly the rows this merge claimed, never rows staged after it began.
+DELETE FROM {{ database }}.{{ schema }}.{{ cdc_table }} WHERE cdc_merge_id = ?;

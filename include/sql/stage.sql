@@ -1,0 +1,76 @@
+-- Staging one batch: checkpoints, CDC rows, history rows, rejected records and the batch log entry,
+-- all in ONE transaction (the task opens it), so a batch is staged exactly once or not at all.
+-- Each bulk statement binds the whole batch as one JSON array and reads it back with FLATTEN.
+
+-- name: read_checkpoints
+SELECT shard_id, sequence_number, shard_closed
+FROM {{ database }}.{{ schema }}.{{ checkpoint_table }}
+WHERE stream_name = ?;
+
+-- name: read_batch
+SELECT status, rows_staged, history_rows, rows_rejected
+FROM {{ database }}.{{ schema }}.{{ batch_table }}
+WHERE batch_id = ?;
+
+-- name: insert_staging
+INSERT INTO {{ database }}.{{ schema }}.{{ cdc_table }} (
+    {%- for c in columns %}{{ c.column }}, {% endfor -%}
+    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_batch_id, cdc_loaded_at)
+SELECT
+    {%- for c in columns %}
+    r.value:"{{ c.column }}"::{{ c.type }},
+    {%- endfor %}
+    r.value:"cdc_event_id"::STRING,
+    r.value:"cdc_shard_id"::STRING,
+    r.value:"cdc_sequence_number"::STRING,
+    r.value:"cdc_change_order"::STRING,
+    ?,
+    CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
+
+-- name: insert_history
+-- Idempotent: a change whose eventID the history already holds is not inserted again.
+INSERT INTO {{ database }}.{{ schema }}.{{ history_table }} (
+    {%- for c in columns %}{{ c.column }}, {% endfor -%}
+    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_batch_id, cdc_loaded_at)
+SELECT
+    {%- for c in columns %}
+    r.value:"{{ c.column }}"::{{ c.type }},
+    {%- endfor %}
+    r.value:"cdc_event_id"::STRING,
+    r.value:"cdc_shard_id"::STRING,
+    r.value:"cdc_sequence_number"::STRING,
+    r.value:"cdc_change_order"::STRING,
+    ?,
+    CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
+    WHERE h.cdc_event_id = r.value:"cdc_event_id"::STRING
+);
+
+-- name: insert_rejected
+INSERT INTO {{ database }}.{{ schema }}.{{ rejected_table }}
+    (batch_id, shard_id, sequence_number, reason, payload, rejected_at)
+SELECT ?, r.value:"shard_id"::STRING, r.value:"sequence_number"::STRING, r.value:"reason"::STRING,
+       r.value:"payload"::STRING, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
+
+-- name: delete_checkpoints
+-- With insert_checkpoints, an upsert that fakesnow runs inside a transaction (MERGE it cannot).
+DELETE FROM {{ database }}.{{ schema }}.{{ checkpoint_table }}
+WHERE stream_name = ?
+  AND shard_id IN (SELECT p.value:"shard_id"::STRING FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) p);
+
+-- name: insert_checkpoints
+INSERT INTO {{ database }}.{{ schema }}.{{ checkpoint_table }}
+    (stream_name, shard_id, sequence_number, parent_shard_ids, shard_closed, batch_id, updated_at)
+SELECT ?, p.value:"shard_id"::STRING, p.value:"end"::STRING, p.value:"parent_shard_ids"::STRING,
+       p.value:"drained"::BOOLEAN, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) p;
+
+-- name: insert_batch
+INSERT INTO {{ database }}.{{ schema }}.{{ batch_table }}
+    (batch_id, dag_run_id, stream_name, records_read, rows_staged, history_rows, rows_rejected, positions,
+     status, staged_at)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'STAGED', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9);

@@ -1,0 +1,25 @@
+-- Drops what setup.sql created (the seed's clean-up step). Destroys data: run only on purpose.
+
+-- name: drop_tables
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ dest_table }};
+
+-- name: drop_cdc_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ cdc_table }};
+
+-- name: drop_history_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ history_table }};
+
+-- name: drop_checkpoint_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ checkpoint_table }};
+
+-- name: drop_batch_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ batch_table }};
+
+-- name: drop_reconciliation_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ reconciliation_table }};
+
+-- name: drop_rejected_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ rejected_table }};
+
+-- name: drop_tombstone_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ tombstone_table }};

@@ -1,0 +1,226 @@
+"""Reading Kinesis shards from stored positions, parents before children.
+
+Knows the Kinesis API and nothing of Snowflake: callers pass the stored checkpoints in and take the new
+positions out. It never moves a checkpoint itself (that happens in the same Snowflake transaction as the
+staged rows), so a read that is thrown away, retried or done twice changes nothing.
+Never logs record content: shard ids, sequence numbers and counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from claims_cdc.transform import SourceRecord
+
+log = logging.getLogger(__name__)
+
+#: Kinesis allows 5 GetRecords calls per second per shard.
+MIN_SECONDS_BETWEEN_READS = 0.2
+MAX_THROTTLE_RETRIES = 6
+#: Empty pages followed per shard before we call it caught up (a sparse shard can return empty pages
+#: while MillisBehindLatest is still above zero).
+MAX_EMPTY_PAGES = 5
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The stored position of one shard: the last sequence number consumed, or None for none yet."""
+
+    shard_id: str
+    sequence_number: str | None
+    closed: bool = False
+
+
+@dataclass
+class ShardProgress:
+    shard_id: str
+    parent_shard_ids: tuple[str, ...]
+    start: str | None
+    end: str | None
+    records: int = 0
+    #: The shard is closed (resharded) and this read reached its end.
+    drained: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shard_id": self.shard_id,
+            "parent_shard_ids": list(self.parent_shard_ids),
+            "start": self.start,
+            "end": self.end,
+            "records": self.records,
+            "drained": self.drained,
+        }
+
+
+@dataclass
+class ReadResult:
+    records: list[SourceRecord] = field(default_factory=list)
+    shards: list[ShardProgress] = field(default_factory=list)
+
+
+def list_shards(client: Any, stream_name: str) -> list[dict[str, Any]]:
+    """Every shard of the stream the API still lists (open and closed-but-retained), paginated."""
+    shards: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"StreamName": stream_name}
+    while True:
+        page = client.list_shards(**kwargs)
+        shards.extend(page.get("Shards", []))
+        token = page.get("NextToken")
+        if not token:
+            return shards
+        kwargs = {"NextToken": token}
+
+
+def _parents(shard: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
+
+
+def readable_shards(shards: list[dict[str, Any]], checkpoints: dict[str, Checkpoint]) -> list[dict[str, Any]]:
+    """Shards in parent-before-child order, less those already retired as drained.
+
+    Whether a child may be read yet is decided while reading, once we know whether its parents drained.
+    """
+    by_id = {s["ShardId"]: s for s in shards}
+    ordered: list[dict[str, Any]] = []
+    placed: set[str] = set()
+
+    def visit(shard_id: str) -> None:
+        if shard_id in placed:
+            return
+        placed.add(shard_id)
+        for parent in _parents(by_id[shard_id]):
+            if parent in by_id:
+                visit(parent)
+        ordered.append(by_id[shard_id])
+
+    for shard in sorted(shards, key=lambda s: s["ShardId"]):
+        visit(shard["ShardId"])
+    return [s for s in ordered if not _checkpoint(checkpoints, s["ShardId"]).closed]
+
+
+def _checkpoint(checkpoints: dict[str, Checkpoint], shard_id: str) -> Checkpoint:
+    return checkpoints.get(shard_id) or Checkpoint(shard_id, None)
+
+
+def _iterator(client: Any, stream_name: str, shard_id: str, after: str | None) -> str:
+    kwargs: dict[str, Any] = {"StreamName": stream_name, "ShardId": shard_id}
+    if after is None:
+        kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+    else:
+        kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+        kwargs["StartingSequenceNumber"] = after
+    return client.get_shard_iterator(**kwargs)["ShardIterator"]
+
+
+def _get_records(client: Any, iterator: str, limit: int) -> dict[str, Any]:
+    """GetRecords with back-off on throttling, within Kinesis' 5 reads per second per shard."""
+    delay = MIN_SECONDS_BETWEEN_READS
+    for attempt in range(MAX_THROTTLE_RETRIES + 1):
+        try:
+            return client.get_records(ShardIterator=iterator, Limit=limit)
+        except client.exceptions.ProvisionedThroughputExceededException:
+            if attempt == MAX_THROTTLE_RETRIES:
+                raise
+            log.warning("GetRecords throttled; retrying in %.1fs (attempt %d)", delay, attempt + 1)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+def _parents_done(
+    shard: dict[str, Any], progress: dict[str, ShardProgress], checkpoints: dict[str, Checkpoint], listed: set[str]
+) -> bool:
+    for parent in _parents(shard):
+        if parent not in listed or _checkpoint(checkpoints, parent).closed:
+            continue  # trimmed from the stream, or already retired: nothing left to read there
+        if parent in progress and progress[parent].drained:
+            continue
+        return False
+    return True
+
+
+def _arrived_after(raw: dict[str, Any], started_at: datetime | None) -> bool:
+    arrival = raw.get("ApproximateArrivalTimestamp")
+    return started_at is not None and isinstance(arrival, datetime) and arrival > started_at
+
+
+def read_batch(
+    client: Any,
+    stream_name: str,
+    checkpoints: dict[str, Checkpoint],
+    max_records: int,
+    page_limit: int,
+    started_at: datetime | None = None,
+) -> ReadResult:
+    """Read up to ``max_records`` records across shards, each from its checkpoint.
+
+    Stops a shard when it is caught up, closed and drained, or when records arrived after
+    ``started_at`` (so a run handles what was in the stream when it started).
+    """
+    shards = list_shards(client, stream_name)
+    listed = {s["ShardId"] for s in shards}
+    result = ReadResult()
+    progress: dict[str, ShardProgress] = {}
+    budget = max_records
+    for shard in readable_shards(shards, checkpoints):
+        shard_id = shard["ShardId"]
+        start = _checkpoint(checkpoints, shard_id).sequence_number
+        state = ShardProgress(shard_id, _parents(shard), start, start)
+        progress[shard_id] = state
+        if budget <= 0 or not _parents_done(shard, progress, checkpoints, listed):
+            continue
+        result.shards.append(state)
+        iterator: str | None = _iterator(client, stream_name, shard_id, start)
+        empty_pages = 0
+        last_read = 0.0
+        while iterator and budget > 0:
+            if last_read and (wait := MIN_SECONDS_BETWEEN_READS - (time.monotonic() - last_read)) > 0:
+                time.sleep(wait)
+            try:
+                page = _get_records(client, iterator, min(page_limit, budget))
+            except client.exceptions.ExpiredIteratorException:
+                log.warning("shard %s: iterator expired; re-acquiring after %s", shard_id, state.end)
+                iterator = _iterator(client, stream_name, shard_id, state.end)
+                continue
+            last_read = time.monotonic()
+            page_records = page.get("Records", [])
+            fresh = [r for r in page_records if not _arrived_after(r, started_at)]
+            for raw in fresh:
+                result.records.append(SourceRecord(shard_id, raw["SequenceNumber"], raw["Data"]))
+                state.end = raw["SequenceNumber"]
+            state.records += len(fresh)
+            budget -= len(fresh)
+            iterator = page.get("NextShardIterator")
+            if iterator is None:
+                state.drained = True  # closed shard, read to its end
+            elif len(fresh) < len(page_records):
+                break  # reached records newer than this run
+            elif not page_records:
+                empty_pages += 1
+                if page.get("MillisBehindLatest", 0) == 0 or empty_pages >= MAX_EMPTY_PAGES:
+                    break
+    return result
+
+
+def has_records(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint]) -> bool:
+    """Look, without consuming, whether any readable shard has a record after its checkpoint.
+
+    Also true for a closed shard read to its end but not yet retired, so that a run retires it.
+    """
+    for shard in readable_shards(list_shards(client, stream_name), checkpoints):
+        shard_id = shard["ShardId"]
+        iterator = _iterator(client, stream_name, shard_id, _checkpoint(checkpoints, shard_id).sequence_number)
+        for _ in range(MAX_EMPTY_PAGES):
+            page = _get_records(client, iterator, 1)
+            if page.get("Records"):
+                return True
+            iterator = page.get("NextShardIterator")
+            if iterator is None:
+                return True
+            if page.get("MillisBehindLatest", 0) == 0:
+                break
+    return False

@@ -1,0 +1,162 @@
+"""Every setting of the pipeline, read in one place, typed and validated.
+
+Settings come from ``CDC_*`` environment variables (Airflow Variables are not used, so a DAG file parses
+with no metadata-database access). Secrets are never settings: they live in the Airflow connections named
+by ``CDC_AWS_CONN_ID`` and ``CDC_SNOWFLAKE_CONN_ID``. A bad value fails at once, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The repository root: plugins/claims_cdc/settings.py -> three levels up.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INCLUDE_DIR = PROJECT_ROOT / "include"
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not _IDENTIFIER.match(value):
+        raise ConfigError(f"{name}={value!r} is not a plain Snowflake identifier (letters, digits, _ or $)")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} is outside {minimum}..{maximum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} is outside {minimum}..{maximum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The pipeline's configuration. Build it with :func:`load_settings`; tests use ``dataclasses.replace``."""
+
+    aws_conn_id: str = "aws_default"
+    snowflake_conn_id: str = "snowflake_default"
+    dynamodb_table: str = "InsuranceClaims"
+    kinesis_stream: str = "InsuranceClaimsStream"
+
+    database: str = "CDC_DB"
+    schema: str = "CDC_SCHEMA"
+    warehouse: str = "CDC_WH"
+    role: str = "CDC_RL"
+    dest_table: str = "openflow_insclaim_dest_tbl"
+    cdc_table: str = "openflow_insclaim_cdc_tbl"
+    history_table: str = "openflow_insclaim_event_hist_tbl"
+    checkpoint_table: str = "cdc_shard_checkpoints"
+    batch_table: str = "cdc_batch_log"
+    reconciliation_table: str = "cdc_reconciliation"
+    rejected_table: str = "cdc_rejected_records"
+    tombstone_table: str = "cdc_claim_tombstones"
+
+    #: Most records one DAG run reads from the stream, over all shards.
+    max_records: int = 10_000
+    #: Records asked for per GetRecords call (Kinesis allows at most 10,000).
+    get_records_limit: int = 1_000
+    #: Seconds the sensor waits for a first record before the run ends as skipped.
+    sensor_timeout: int = 60
+    #: Seconds between two looks at the stream while waiting.
+    poke_interval: float = 5.0
+    #: Where batch files go: ``file://`` or ``s3://`` (through the AWS connection). PHI: keep it private.
+    batch_root: str = field(default_factory=lambda: f"file://{PROJECT_ROOT / '.local' / 'batches'}")
+    #: The mapping from DynamoDB attributes to Snowflake columns (the seed's FlattenJson + Jolt step).
+    mapping_path: Path = INCLUDE_DIR / "mapping" / "claims.json"
+    #: Set to ``fakesnow`` on the local stack: statements that only real Snowflake runs are skipped, loudly.
+    snowflake_emulator: str = ""
+    #: Fail the reconciliation task when counts differ (off: record and warn, since writes may be in flight).
+    fail_on_mismatch: bool = False
+
+    def table_names(self) -> dict[str, str]:
+        """Names available to the SQL templates in ``include/sql``."""
+        return {
+            "database": self.database,
+            "schema": self.schema,
+            "warehouse": self.warehouse,
+            "role": self.role,
+            "dest_table": self.dest_table,
+            "cdc_table": self.cdc_table,
+            "history_table": self.history_table,
+            "checkpoint_table": self.checkpoint_table,
+            "batch_table": self.batch_table,
+            "reconciliation_table": self.reconciliation_table,
+            "rejected_table": self.rejected_table,
+            "tombstone_table": self.tombstone_table,
+        }
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: the process environment), failing on the first bad one."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    batch_root = env.get("CDC_BATCH_ROOT") or defaults.batch_root
+    if not batch_root.startswith(("file://", "s3://")):
+        raise ConfigError(f"CDC_BATCH_ROOT={batch_root!r} must start with file:// or s3://")
+    mapping_path = Path(env.get("CDC_MAPPING_PATH") or defaults.mapping_path)
+    if not mapping_path.is_file():
+        raise ConfigError(f"CDC_MAPPING_PATH={str(mapping_path)!r} is not a file")
+    emulator = env.get("CDC_SNOWFLAKE_EMULATOR", "")
+    if emulator not in {"", "fakesnow"}:
+        raise ConfigError(f"CDC_SNOWFLAKE_EMULATOR={emulator!r} must be empty or 'fakesnow'")
+    return Settings(
+        aws_conn_id=env.get("CDC_AWS_CONN_ID") or defaults.aws_conn_id,
+        snowflake_conn_id=env.get("CDC_SNOWFLAKE_CONN_ID") or defaults.snowflake_conn_id,
+        dynamodb_table=env.get("CDC_DYNAMODB_TABLE") or defaults.dynamodb_table,
+        kinesis_stream=env.get("CDC_KINESIS_STREAM") or defaults.kinesis_stream,
+        database=_identifier(env, "CDC_SNOWFLAKE_DATABASE", defaults.database),
+        schema=_identifier(env, "CDC_SNOWFLAKE_SCHEMA", defaults.schema),
+        warehouse=_identifier(env, "CDC_SNOWFLAKE_WAREHOUSE", defaults.warehouse),
+        role=_identifier(env, "CDC_SNOWFLAKE_ROLE", defaults.role),
+        dest_table=_identifier(env, "CDC_DEST_TABLE", defaults.dest_table),
+        cdc_table=_identifier(env, "CDC_STAGING_TABLE", defaults.cdc_table),
+        history_table=_identifier(env, "CDC_HISTORY_TABLE", defaults.history_table),
+        max_records=_int(env, "CDC_MAX_RECORDS", defaults.max_records, 1, 10_000_000),
+        get_records_limit=_int(env, "CDC_GET_RECORDS_LIMIT", defaults.get_records_limit, 1, 10_000),
+        sensor_timeout=_int(env, "CDC_SENSOR_TIMEOUT", defaults.sensor_timeout, 1, 86_400),
+        poke_interval=_float(env, "CDC_POKE_INTERVAL", defaults.poke_interval, 0.1, 3_600),
+        batch_root=batch_root.rstrip("/"),
+        mapping_path=mapping_path,
+        snowflake_emulator=emulator,
+        fail_on_mismatch=_bool(env, "CDC_FAIL_ON_MISMATCH", defaults.fail_on_mismatch),
+    )

@@ -1,0 +1,81 @@
+"""Snowflake access: the provider's SnowflakeHook, with server-side binding and an HTTP option.
+
+All statements go through :class:`ClaimsSnowflakeHook`. It differs from the stock hook in two ways only:
+it binds values on the server (``paramstyle="qmark"``: the text sent never contains a value), and it
+honours ``extra.protocol`` (the stock hook drops it), which the local fakesnow server needs for plain HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from typing import Any
+
+from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+from claims_cdc.sql import Statement
+
+log = logging.getLogger(__name__)
+
+
+class ClaimsSnowflakeHook(SnowflakeHook):
+    """SnowflakeHook that binds on the server and passes ``extra.protocol`` / ``extra.port`` on."""
+
+    def _get_conn_params(self) -> dict[str, Any]:
+        params = dict(super()._get_conn_params())
+        extra = self.get_connection(self.get_conn_id()).extra_dejson
+        if extra.get("protocol"):
+            params["protocol"] = extra["protocol"]
+        if extra.get("port"):
+            params["port"] = int(extra["port"])
+        params["paramstyle"] = "qmark"
+        return params
+
+
+class Session:
+    """One Snowflake connection; runs named statements, skipping snowflake-only ones on the emulator."""
+
+    def __init__(self, connection: Any, emulator: str = ""):
+        self.connection = connection
+        self.emulator = emulator
+
+    def execute(self, statement: Statement, params: Sequence[Any] = ()) -> Any:
+        """Run one statement and return its cursor (or None when skipped on the emulator)."""
+        if statement.snowflake_only and self.emulator:
+            log.warning("skipped on %s (runs on real Snowflake only): %s - %s", self.emulator, statement.name,
+                        statement.snowflake_only)
+            return None
+        cursor = self.connection.cursor()
+        cursor.execute(statement.text, list(params) if params else None)
+        return cursor
+
+    def fetchall(self, statement: Statement, params: Sequence[Any] = ()) -> list[tuple]:
+        cursor = self.execute(statement, params)
+        return [] if cursor is None else list(cursor.fetchall())
+
+    def rowcount(self, statement: Statement, params: Sequence[Any] = ()) -> int:
+        cursor = self.execute(statement, params)
+        return 0 if cursor is None or cursor.rowcount is None else int(cursor.rowcount)
+
+    def raw(self, sql: str) -> None:
+        """Transaction control only (BEGIN, COMMIT, ROLLBACK): never anything with a value in it."""
+        self.connection.cursor().execute(sql)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        self.raw("BEGIN TRANSACTION")
+        try:
+            yield self
+        except BaseException:
+            self.raw("ROLLBACK")
+            raise
+        self.raw("COMMIT")
+
+
+@contextmanager
+def session(conn_id: str, emulator: str = "") -> Iterator[Session]:
+    """Open a connection through :class:`ClaimsSnowflakeHook` and close it afterwards."""
+    hook = ClaimsSnowflakeHook(snowflake_conn_id=conn_id)
+    with closing(hook.get_conn()) as connection:
+        yield Session(connection, emulator)

@@ -1,0 +1,70 @@
+"""The statements of ``include/sql``: parsed by name and rendered with templated names.
+
+Each file holds statements introduced by ``-- name: <name>``. Only *names* are rendered (Jinja, from
+validated settings and the mapping file); every *value* is a bound ``?`` parameter. A statement whose
+comment says ``-- snowflake-only: <why>`` is skipped on the local emulator, and the skip is logged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from claims_cdc.mapping import Mapping
+from claims_cdc.settings import INCLUDE_DIR, Settings
+from claims_cdc.transform import CDC_COLUMNS
+
+SQL_DIR = INCLUDE_DIR / "sql"
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_ONLY = re.compile(r"^--\s*snowflake-only:\s*(.+)$", re.MULTILINE)
+
+#: Pipeline columns carried to the destination after the mapped ones.
+DEST_EXTRA_COLUMNS = (*CDC_COLUMNS, "cdc_batch_id", "cdc_loaded_at", "cdc_merge_id")
+
+
+@dataclass(frozen=True)
+class Statement:
+    name: str
+    text: str
+    #: Why real Snowflake alone can run it, or None.
+    snowflake_only: str | None
+
+
+def parse(source: str) -> dict[str, tuple[str, str | None]]:
+    """``-- name:`` blocks -> {name: (sql without the trailing ';', snowflake-only reason)}."""
+    blocks: dict[str, tuple[str, str | None]] = {}
+    matches = list(_NAME.finditer(source))
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(source)
+        body = source[match.end() : end]
+        only = _ONLY.search(body)
+        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+        blocks[match.group(1)] = ("\n".join(lines).strip().rstrip(";").strip(), only.group(1).strip() if only else None)
+    return blocks
+
+
+@lru_cache(maxsize=32)
+def _source(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def load(file: str, settings: Settings, mapping: Mapping) -> dict[str, Statement]:
+    """Every statement of ``include/sql/<file>.sql``, rendered for these settings and this mapping."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    context = {
+        **settings.table_names(),
+        "columns": mapping.columns,
+        "all_columns": [*mapping.names, *DEST_EXTRA_COLUMNS],
+    }
+    statements = {}
+    for name, (text, only) in parse(_source(file)).items():
+        statements[name] = Statement(name, env.from_string(text).render(context), only)
+    return statements
+
+
+def files() -> list[Path]:
+    return sorted(SQL_DIR.glob("*.sql"))

@@ -1,0 +1,189 @@
+"""What the pipeline does in Snowflake: set-up, checkpoints, staging, merge, clean-up, reconciliation.
+
+Every function takes a :class:`~claims_cdc.snowflake.Session` and returns ids and counts only, never rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from claims_cdc.kinesis_reader import Checkpoint
+from claims_cdc.mapping import Mapping
+from claims_cdc.settings import Settings
+from claims_cdc.snowflake import Session
+from claims_cdc.sql import load
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointConflict(RuntimeError):
+    """The stored checkpoints moved since this batch was read: someone else staged these records."""
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    batch_id: str
+    rows_staged: int
+    history_rows: int
+    rows_rejected: int
+    already_staged: bool = False
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    batches: int
+    inserted: int
+    updated: int
+    deleted: int
+    rows_cleaned: int
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def run_setup(session: Session, settings: Settings, mapping: Mapping) -> list[str]:
+    """Run ``include/sql/setup.sql``; return the names of the statements skipped on the emulator."""
+    skipped = []
+    for statement in load("setup", settings, mapping).values():
+        if session.execute(statement) is None:
+            skipped.append(statement.name)
+    return skipped
+
+
+def run_teardown(session: Session, settings: Settings, mapping: Mapping) -> None:
+    for statement in load("teardown", settings, mapping).values():
+        session.execute(statement)
+
+
+def read_checkpoints(session: Session, settings: Settings, mapping: Mapping) -> dict[str, Checkpoint]:
+    stmt = load("stage", settings, mapping)["read_checkpoints"]
+    return {
+        shard: Checkpoint(shard, seq, bool(closed))
+        for shard, seq, closed in session.fetchall(stmt, [settings.kinesis_stream])
+    }
+
+
+def stage_batch(
+    session: Session,
+    settings: Settings,
+    mapping: Mapping,
+    *,
+    batch_id: str,
+    dag_run_id: str,
+    shards: list[dict[str, Any]],
+    records_read: int,
+    rows: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+) -> StageCounts:
+    """Stage one batch and move its shards' checkpoints, in one transaction.
+
+    Safe to retry: a batch already in the batch log is not staged again, and a batch read from positions
+    that have since moved is refused (:class:`CheckpointConflict`) instead of staged twice.
+    """
+    stmts = load("stage", settings, mapping)
+    rows = _unique_events(rows)
+    with session.transaction():
+        done = session.fetchall(stmts["read_batch"], [batch_id])
+        if done:
+            _status, staged, history, rejected_count = done[0]
+            log.info("batch %s was already staged (%s rows); nothing to do", batch_id, staged)
+            return StageCounts(batch_id, int(staged), int(history), int(rejected_count), already_staged=True)
+        current = read_checkpoints(session, settings, mapping)
+        for shard in shards:
+            stored = current.get(shard["shard_id"])
+            stored_seq = stored.sequence_number if stored else None
+            if stored_seq != shard["start"]:
+                raise CheckpointConflict(
+                    f"shard {shard['shard_id']}: checkpoint is {stored_seq}, batch {batch_id} was read after "
+                    f"{shard['start']}; another run staged these records. Re-run to read from the stored position."
+                )
+        staged = history = 0
+        if rows:
+            payload = json.dumps(rows, separators=(",", ":"))
+            staged = session.rowcount(stmts["insert_staging"], [batch_id, payload])
+            history = session.rowcount(stmts["insert_history"], [batch_id, payload])
+        if rejected:
+            session.rowcount(stmts["insert_rejected"], [batch_id, json.dumps(rejected, separators=(",", ":"))])
+        moved = [
+            {**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])}
+            for s in shards
+            if s["end"] != s["start"] or s["drained"] or s["shard_id"] not in current
+        ]
+        if moved:
+            positions = json.dumps(moved, separators=(",", ":"))
+            session.rowcount(stmts["delete_checkpoints"], [settings.kinesis_stream, positions])
+            session.rowcount(stmts["insert_checkpoints"], [settings.kinesis_stream, batch_id, positions])
+        session.rowcount(
+            stmts["insert_batch"],
+            [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, len(rejected),
+             json.dumps(shards, separators=(",", ":"))],
+        )
+    log.info("batch %s staged: %d rows, %d history rows, %d rejected", batch_id, staged, history, len(rejected))
+    return StageCounts(batch_id, staged, history, len(rejected))
+
+
+def _unique_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop re-deliveries within a batch: the same eventID twice is the same change."""
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        event_id = row.get("cdc_event_id")
+        if event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+        unique.append(row)
+    return unique
+
+
+def _merge_counts(cursor: Any) -> dict[str, int]:
+    """MERGE returns one row whose columns are named 'number of rows inserted' and so on."""
+    if cursor is None:
+        return {}
+    row = cursor.fetchone() or ()
+    names = [d[0].lower() for d in cursor.description or ()]
+    return {name.split()[-1]: int(value or 0) for name, value in zip(names, row)}
+
+
+def merge_pending(session: Session, settings: Settings, mapping: Mapping, merge_id: str) -> MergeCounts:
+    """Merge every staged row into the destination, then delete exactly the rows merged.
+
+    Safe to repeat at any point: each step applies only changes newer than what the target holds, and a
+    repeat re-claims the rows an interrupted merge left behind.
+    """
+    stmts = load("merge", settings, mapping)
+    claimed = session.rowcount(stmts["claim_staged"], [merge_id])
+    if not claimed:
+        return MergeCounts(0, 0, 0, 0, 0)
+    session.execute(stmts["merge_tombstones"], [merge_id])
+    counts = _merge_counts(session.execute(stmts["merge_destination"], [merge_id]))
+    with session.transaction():
+        batches = session.rowcount(stmts["mark_merged"], [merge_id])
+        cleaned = session.rowcount(stmts["cleanup_staging"], [merge_id])
+    result = MergeCounts(
+        batches=batches,
+        inserted=counts.get("inserted", 0),
+        updated=counts.get("updated", 0),
+        deleted=counts.get("deleted", 0),
+        rows_cleaned=cleaned,
+    )
+    log.info("merge %s: %s", merge_id, result.to_json())
+    return result
+
+
+def record_reconciliation(
+    session: Session, settings: Settings, mapping: Mapping, *, dag_run_id: str, dynamodb_count: int
+) -> dict[str, Any]:
+    stmts = load("reconcile", settings, mapping)
+    snowflake_count = int(session.fetchall(stmts["count_destination"])[0][0])
+    difference = snowflake_count - dynamodb_count
+    status = "MATCH" if difference == 0 else "MISMATCH"
+    session.rowcount(
+        stmts["insert_reconciliation"],
+        [dag_run_id, settings.dynamodb_table, dynamodb_count, snowflake_count, difference, status],
+    )
+    return {"dynamodb_count": dynamodb_count, "snowflake_count": snowflake_count, "difference": difference,
+            "status": status}
