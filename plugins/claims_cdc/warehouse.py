@@ -110,7 +110,7 @@ def stage_batch(
         moved = [
             {**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])}
             for s in shards
-            if s["end"] != s["start"] or s["drained"] or s["shard_id"] not in current
+            if s["end"] != s["start"] or s["drained"]
         ]
         if moved:
             positions = json.dumps(moved, separators=(",", ":"))

@@ -1,0 +1,126 @@
+"""
+# claims_cdc
+
+Keeps the Snowflake copy of the DynamoDB table **InsuranceClaims** in sync, by micro-batch change data
+capture from its Kinesis streaming destination **InsuranceClaimsStream**.
+
+| task | what it produces |
+|---|---|
+| `stream_has_records` | waits until a shard has records after its checkpoint; skips the run when the stream stays idle |
+| `extracted_batch` | the records after each shard's checkpoint (up to *max_records*), in a batch file |
+| `transformed_batch` | rows flattened and renamed by `include/mapping/claims.json`; bad records kept with their reason |
+| `staged_batch` | CDC staging and event-history rows plus the new checkpoints, in one Snowflake transaction |
+| `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
+| `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation` |
+
+Replay and backfill are DAG runs: every step is idempotent, so clearing or re-running a run is safe.
+Records never travel through XCom (ids, positions and counts only), and no task logs claim content.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+
+from airflow.sdk import Param, dag, get_current_context, task
+from claims_cdc.sensors import KinesisStreamRecordsSensor
+from claims_cdc.settings import load_settings
+
+SETTINGS = load_settings()
+
+
+def _run_id() -> str:
+    return get_current_context()["run_id"]
+
+
+def _run_started_at():
+    dag_run = get_current_context().get("dag_run")
+    return getattr(dag_run, "start_date", None)
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cdc", "dynamodb", "kinesis", "snowflake", "phi"],
+    default_args={
+        "owner": "data-engineering",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+    },
+    params={
+        "max_records": Param(
+            SETTINGS.max_records,
+            type="integer",
+            minimum=1,
+            maximum=10_000_000,
+            title="Most records per run",
+            description="Cap on the records one run reads from the stream, over all shards. "
+            "The rest waits for the next run.",
+        ),
+        "sensor_timeout": Param(
+            SETTINGS.sensor_timeout,
+            type="integer",
+            minimum=1,
+            maximum=86_400,
+            title="Seconds to wait for records",
+            description="A run that finds no record within this time ends as skipped, not failed.",
+        ),
+    },
+)
+def claims_cdc():
+    waiting = KinesisStreamRecordsSensor(
+        task_id="stream_has_records",
+        timeout=SETTINGS.sensor_timeout,
+        poke_interval=SETTINGS.poke_interval,
+        mode="poke",
+        doc_md="Looks for records after each shard's checkpoint without consuming them.",
+    )
+
+    @task(execution_timeout=timedelta(minutes=15))
+    def extracted_batch() -> dict:
+        """Reads each shard from its checkpoint into a batch file; returns the file's reference."""
+        from claims_cdc.pipeline import extract
+
+        max_records = int(get_current_context()["params"]["max_records"])
+        return extract(SETTINGS, _run_id(), max_records, started_at=_run_started_at())
+
+    @task(execution_timeout=timedelta(minutes=15))
+    def transformed_batch(batch: dict) -> dict:
+        """Flattens and renames records by the mapping file; rejects bad ones with a reason."""
+        from claims_cdc.pipeline import transform
+
+        return transform(SETTINGS, batch)
+
+    @task(execution_timeout=timedelta(minutes=15))
+    def staged_batch(batch: dict) -> dict:
+        """Loads the CDC and history tables and moves the checkpoints in one transaction."""
+        from claims_cdc.pipeline import stage
+
+        return stage(SETTINGS, batch, _run_id())
+
+    @task(execution_timeout=timedelta(minutes=15))
+    def merged_counts(batch: dict) -> dict:
+        """Merges the latest change per claim into the destination and cleans up exactly those rows."""
+        from claims_cdc.pipeline import merge
+
+        return merge(SETTINGS, batch, _run_id())
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def reconciliation(merged: dict) -> dict:
+        """Records the destination's row count against DynamoDB's exact item count."""
+        from claims_cdc.pipeline import reconcile
+
+        return reconcile(SETTINGS, _run_id())
+
+    batch = extracted_batch()
+    waiting >> batch
+    reconciliation(merged_counts(staged_batch(transformed_batch(batch))))
+
+
+claims_cdc()

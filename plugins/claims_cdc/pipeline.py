@@ -1,0 +1,127 @@
+"""The bodies of the ``claims_cdc`` tasks, as plain functions of settings and run identity.
+
+Each step hands the next one a small manifest (ids, paths, positions, counts) and never rows: records
+travel through batch files (:mod:`claims_cdc.batch_files`) and Snowflake. Every step is safe to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from claims_cdc import aws, batch_files, warehouse
+from claims_cdc.kinesis_reader import has_records, read_batch
+from claims_cdc.mapping import Mapping, load_mapping
+from claims_cdc.settings import ConfigError, Settings
+from claims_cdc.snowflake import session
+from claims_cdc.transform import SourceRecord, transform_records
+
+log = logging.getLogger(__name__)
+
+
+def mapping_for(settings: Settings) -> Mapping:
+    return load_mapping(settings.mapping_path)
+
+
+def stream_has_records(settings: Settings) -> bool:
+    """True when any shard has a record after its stored checkpoint (nothing is consumed)."""
+    mapping = mapping_for(settings)
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
+    return has_records(aws.kinesis_client(settings), settings.kinesis_stream, checkpoints)
+
+
+def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> dict[str, Any]:
+    """Read what is in the stream after the stored checkpoints (up to ``max_records``) into a batch file."""
+    if max_records < 1:
+        raise ConfigError(f"max_records={max_records} must be at least 1")
+    mapping = mapping_for(settings)
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
+    result = read_batch(
+        aws.kinesis_client(settings),
+        settings.kinesis_stream,
+        checkpoints,
+        max_records=max_records,
+        page_limit=settings.get_records_limit,
+        started_at=started_at,
+    )
+    batch_id = uuid.uuid4().hex
+    uri = batch_files.batch_uri(settings, dag_run_id, batch_id)
+    count = batch_files.write_jsonl(settings, f"{uri}/records.jsonl", (r.to_json() for r in result.records))
+    shards = [s.to_json() for s in result.shards]
+    log.info("batch %s: read %d records from %d shard(s)", batch_id, count, len(shards))
+    for shard in shards:
+        log.info("  shard %s: %d records, after %s up to %s%s", shard["shard_id"], shard["records"],
+                 shard["start"], shard["end"], " (drained)" if shard["drained"] else "")
+    return {"batch_id": batch_id, "uri": uri, "records": count, "shards": shards}
+
+
+def transform(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
+    """Flatten and rename the batch's records by the mapping file; keep bad ones with their reason."""
+    records = [SourceRecord.from_json(d) for d in batch_files.read_jsonl(settings, f"{batch['uri']}/records.jsonl")]
+    result = transform_records(records, mapping_for(settings))
+    rows = batch_files.write_jsonl(settings, f"{batch['uri']}/rows.jsonl", result.rows)
+    rejected = batch_files.write_jsonl(settings, f"{batch['uri']}/rejected.jsonl", result.rejected)
+    for bad in result.rejected:
+        log.warning("rejected shard %s sequence %s: %s", bad["shard_id"], bad["sequence_number"], bad["reason"])
+    log.info("batch %s: %d rows, %d rejected", batch["batch_id"], rows, rejected)
+    return {**batch, "rows": rows, "rejected": rejected}
+
+
+def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
+    """Load the CDC and history tables and move the checkpoints, in one transaction."""
+    if not batch["records"] and not any(s["drained"] for s in batch["shards"]):
+        log.info("batch %s is empty; nothing to stage", batch["batch_id"])
+        return {**batch, "rows_staged": 0, "history_rows": 0, "rows_rejected": 0}
+    rows = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rows.jsonl"))
+    rejected = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rejected.jsonl"))
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        counts = warehouse.stage_batch(
+            snow,
+            settings,
+            mapping_for(settings),
+            batch_id=batch["batch_id"],
+            dag_run_id=dag_run_id,
+            shards=batch["shards"],
+            records_read=batch["records"],
+            rows=rows,
+            rejected=rejected,
+        )
+    return {
+        **batch,
+        "rows_staged": counts.rows_staged,
+        "history_rows": counts.history_rows,
+        "rows_rejected": counts.rows_rejected,
+    }
+
+
+def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> dict[str, int]:
+    """Merge everything staged (this batch and any an earlier run left), then drop this run's batch files."""
+    merge_id = uuid.uuid4().hex
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        counts = warehouse.merge_pending(snow, settings, mapping_for(settings), merge_id)
+    if batch:
+        batch_files.remove_batch(settings, dag_run_id, batch["batch_id"])
+    return counts.to_json()
+
+
+def reconcile(settings: Settings, dag_run_id: str) -> dict[str, Any]:
+    """Compare the destination's row count with DynamoDB's exact item count, and record it."""
+    dynamodb_count = aws.dynamodb_item_count(settings)
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        result = warehouse.record_reconciliation(
+            snow, settings, mapping_for(settings), dag_run_id=dag_run_id, dynamodb_count=dynamodb_count
+        )
+    log.info("reconciliation: %s", result)
+    if result["status"] != "MATCH":
+        message = (
+            f"destination holds {result['snowflake_count']} rows, DynamoDB {result['dynamodb_count']} items "
+            f"(difference {result['difference']}); changes may still be in flight"
+        )
+        if settings.fail_on_mismatch:
+            raise RuntimeError(message)
+        log.warning(message)
+    return result
