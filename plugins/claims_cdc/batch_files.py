@@ -51,3 +51,6 @@ def remove_batch(settings: Settings, dag_run_id: str, batch_id: str) -> None:
     path = _path(batch_uri(settings, dag_run_id, batch_id), settings)
     if path.exists():
         path.rmdir(recursive=True)
+    run_dir = path.parent
+    if run_dir.exists() and not any(run_dir.iterdir()):
+        run_dir.rmdir()

@@ -182,6 +182,20 @@ def down(cfg: StackConfig) -> None:
         _stop(cfg, name)
 
 
+def start_forwarder(cfg: StackConfig, env: dict[str, str]) -> None:
+    _start(
+        cfg,
+        "forwarder",
+        [sys.executable, "-m", "claims_cdc.local.forwarder", "--table", cfg.table, "--stream", cfg.stream,
+         "--state-file", str(cfg.state_dir / "forwarder.json")],
+        {**os.environ, **env},
+    )
+
+
+def stop_forwarder(cfg: StackConfig) -> None:
+    _stop(cfg, "forwarder")
+
+
 def provision_aws(cfg: StackConfig, env: dict[str, str]) -> None:
     """Create the DynamoDB table (with its stream) and the Kinesis stream, through the provider's hooks."""
     os.environ.update(env)
@@ -263,13 +277,7 @@ def up(cfg: StackConfig, keep_state: bool = False) -> dict[str, str]:
     if skipped:
         print(f"setup.sql: skipped on fakesnow (real Snowflake only): {', '.join(skipped)}")
     if cfg.forwarder:
-        _start(
-            cfg,
-            "forwarder",
-            [sys.executable, "-m", "claims_cdc.local.forwarder", "--table", cfg.table, "--stream", cfg.stream,
-             "--state-file", str(cfg.state_dir / "forwarder.json")],
-            child_env,
-        )
+        start_forwarder(cfg, env)
     if not (Path(env["AIRFLOW_HOME"]) / "airflow.db").exists():
         migrate_airflow(env, cfg.log_dir / "airflow-migrate.log")
     write_env_file(cfg, env)

@@ -1,0 +1,77 @@
+"""The mapping file matches the tables, and configuration errors name the setting."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from claims_cdc.mapping import load_mapping
+from claims_cdc.settings import INCLUDE_DIR, ConfigError, load_settings
+
+SEED_COLUMNS = [
+    "eventName", "eventCreationUnixTime", "claimId", "diagnosisCodes", "dateOfService", "totalCharge",
+    "procedureDetails", "memberId", "insurancePlan", "patientZip", "patientState", "patientCity", "patientStreet",
+    "patientGender", "patientDOB", "patientLastName", "patientPhone", "patientFirstName", "patientEmail",
+    "claimStatus", "createdTimeStamp", "providerName", "providerNPI", "providerZip", "providerState",
+    "providerCity", "providerStreet", "billSubmitDate", "payerName", "payerId", "payerContactNumber",
+    "paymentStatus",
+]
+
+
+def _dest_table_columns() -> list[tuple[str, str]]:
+    setup = (INCLUDE_DIR / "sql" / "setup.sql").read_text()
+    body = setup.split("{{ dest_table }} (", 1)[1].split("\n);", 1)[0]
+    return [tuple(line.strip().rstrip(",").split(None, 1)) for line in body.strip().splitlines()]
+
+
+def test_mapping_lists_the_seed_columns_in_table_order():
+    mapping = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
+    assert mapping.names == SEED_COLUMNS
+    assert mapping.key_column == "claimId"
+
+
+def test_destination_table_starts_with_the_seed_columns_and_types():
+    columns = _dest_table_columns()
+    mapping = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
+    assert [name for name, _ in columns[:32]] == SEED_COLUMNS
+    assert [t.upper() for _, t in columns[:32]] == [c.type for c in mapping.columns]
+    assert all(name.startswith("cdc_") for name, _ in columns[32:])
+
+
+def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
+    doc = json.loads((INCLUDE_DIR / "mapping" / "claims.json").read_text())
+    doc["columns"][5]["type"] = "GEOGRAPHY"
+    bad = tmp_path / "mapping.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"CDC_MAPPING_PATH: column 'totalCharge' has unsupported type 'GEOGRAPHY'"):
+        load_mapping(bad)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CDC_MAX_RECORDS": "lots"}, "CDC_MAX_RECORDS='lots' is not a whole number"),
+        ({"CDC_MAX_RECORDS": "0"}, "CDC_MAX_RECORDS=0 is outside 1..10000000"),
+        ({"CDC_SENSOR_TIMEOUT": "-5"}, "CDC_SENSOR_TIMEOUT=-5 is outside 1..86400"),
+        ({"CDC_DEST_TABLE": "dest; DROP TABLE x"}, "CDC_DEST_TABLE='dest; DROP TABLE x' is not a plain Snowflake identifier"),
+        ({"CDC_BATCH_ROOT": "/tmp/batches"}, "CDC_BATCH_ROOT='/tmp/batches' must start with file:// or s3://"),
+        ({"CDC_MAPPING_PATH": "/nowhere.json"}, "CDC_MAPPING_PATH='/nowhere.json' is not a file"),
+        ({"CDC_FAIL_ON_MISMATCH": "maybe"}, "CDC_FAIL_ON_MISMATCH='maybe' is not a boolean"),
+        ({"CDC_SNOWFLAKE_EMULATOR": "duckdb"}, "CDC_SNOWFLAKE_EMULATOR='duckdb' must be empty or 'fakesnow'"),
+    ],
+)
+def test_bad_settings_fail_early_naming_the_variable(env, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(env)
+
+
+def test_defaults_are_the_seed_names():
+    settings = load_settings({})
+    assert settings.dynamodb_table == "InsuranceClaims"
+    assert settings.kinesis_stream == "InsuranceClaimsStream"
+    assert (settings.database, settings.schema, settings.warehouse, settings.role) == (
+        "CDC_DB", "CDC_SCHEMA", "CDC_WH", "CDC_RL")
+    assert settings.dest_table == "openflow_insclaim_dest_tbl"
+    assert isinstance(settings.max_records, int) and isinstance(settings.poke_interval, float)

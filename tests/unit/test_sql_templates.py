@@ -1,0 +1,43 @@
+"""include/sql: names templated, values bound, snowflake-only statements marked."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from claims_cdc import sql
+from claims_cdc.mapping import load_mapping
+from claims_cdc.settings import INCLUDE_DIR, load_settings
+
+SETTINGS = load_settings({"CDC_DEST_TABLE": "my_dest", "CDC_SNOWFLAKE_DATABASE": "MY_DB"})
+MAPPING = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
+
+
+@pytest.mark.parametrize("path", sql.files(), ids=lambda p: p.name)
+def test_every_statement_renders_with_no_template_left(path):
+    statements = sql.load(path.stem, SETTINGS, MAPPING)
+    assert statements, f"{path.name} has no '-- name:' statements"
+    for statement in statements.values():
+        assert "{{" not in statement.text and "{%" not in statement.text
+        assert not statement.text.rstrip().endswith(";")
+        assert ";" not in statement.text, f"{statement.name}: one statement per name"
+
+
+@pytest.mark.parametrize("path", sql.files(), ids=lambda p: p.name)
+def test_no_literal_values_only_bound_parameters(path):
+    for statement in sql.load(path.stem, SETTINGS, MAPPING).values():
+        literals = re.findall(r"'([^']*)'", statement.text)
+        allowed = {"INSERT", "MODIFY", "REMOVE", "STAGED", "MERGED", "SMALL"}
+        assert set(literals) <= allowed, f"{statement.name} has literals {set(literals) - allowed}"
+
+
+def test_names_come_from_settings():
+    merge = sql.load("merge", SETTINGS, MAPPING)["merge_destination"].text
+    assert "MERGE INTO MY_DB.CDC_SCHEMA.my_dest tgt" in merge
+
+
+def test_only_account_level_statements_are_snowflake_only():
+    setup = sql.load("setup", SETTINGS, MAPPING)
+    only = {name for name, s in setup.items() if s.snowflake_only}
+    assert only == {"create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema"}
