@@ -1,0 +1,124 @@
+"""Shared helpers for tests that run against the local stack."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from claims_cdc.transform import change_order
+
+SEED_COLUMNS_SQL = "claimId, eventName, claimStatus, cdc_change_order"
+
+
+def row(claim_id: str, event: str, micros: int, sequence: str = "1", status: str = "Submitted",
+        **extra: Any) -> dict[str, Any]:
+    """A transformed row as the transform task writes it (for warehouse-level tests)."""
+    from claims_cdc.mapping import load_mapping
+    from claims_cdc.settings import INCLUDE_DIR
+
+    names = load_mapping(INCLUDE_DIR / "mapping" / "claims.json").names
+    data: dict[str, Any] = {name: None for name in names}
+    data.update(
+        eventName=event,
+        eventCreationUnixTime=str(micros),
+        claimId=claim_id,
+        claimStatus=status,
+        cdc_event_id=f"{claim_id}-{event}-{micros}-{sequence}",
+        cdc_shard_id="shardId-000000000000",
+        cdc_sequence_number=sequence,
+        cdc_change_order=change_order(micros, sequence),
+    )
+    data.update(extra)
+    return data
+
+
+def query(snow, sql: str, params: list | None = None) -> list[tuple]:
+    cursor = snow.connection.cursor()
+    cursor.execute(sql, params)
+    return cursor.fetchall()
+
+
+def table(settings, name: str) -> str:
+    return f"{settings.database}.{settings.schema}.{name}"
+
+
+def destination(snow, settings) -> dict[str, tuple]:
+    """claimId -> (eventName, claimStatus) of every destination row."""
+    rows = query(snow, f"SELECT claimId, eventName, claimStatus FROM {table(settings, settings.dest_table)}")
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def count(snow, settings, name: str, where: str = "") -> int:
+    return int(query(snow, f"SELECT COUNT(*) FROM {table(settings, name)} {where}")[0][0])
+
+
+def dynamodb_json(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in item.items()}
+
+
+def kinesis_doc(event: str, claim: dict[str, Any], micros: int, event_id: str,
+                old: dict[str, Any] | None = None) -> bytes:
+    """A record exactly as Kinesis Data Streams for DynamoDB writes it."""
+    change: dict[str, Any] = {
+        "ApproximateCreationDateTime": micros,
+        "Keys": {"claim_id": {"S": claim["claim_id"]}},
+        "SizeBytes": 100,
+    }
+    if event != "REMOVE":
+        change["NewImage"] = dynamodb_json(claim)
+    if old is not None or event == "REMOVE":
+        change["OldImage"] = dynamodb_json(old or claim)
+    doc = {
+        "awsRegion": "us-east-1",
+        "eventID": event_id,
+        "eventName": event,
+        "userIdentity": None,
+        "recordFormat": "application/json",
+        "tableName": "InsuranceClaims",
+        "dynamodb": change,
+        "eventSource": "aws:dynamodb",
+    }
+    return json.dumps(doc).encode()
+
+
+def wait_for_stream(kinesis, stream: str, expected: int, seconds: float = 20) -> int:
+    """Wait until the stream holds ``expected`` records in all (the forwarder is asynchronous)."""
+    deadline = time.monotonic() + seconds
+    total = 0
+    while time.monotonic() < deadline:
+        total = 0
+        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            total += len(kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"])
+        if total >= expected:
+            return total
+        time.sleep(0.2)
+    return total
+
+
+def run_dag(**conf: Any):
+    """One ``claims_cdc`` run through ``dag.test()``: parses dags/ afresh, returns the finished DagRun."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from claims_cdc.settings import PROJECT_ROOT
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("claims_cdc").test(run_conf=conf or None)
+
+
+def task_states(dag_run) -> dict[str, str]:
+    from airflow.utils.session import create_session
+
+    from airflow.models.taskinstance import TaskInstance
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+        ).all()
+        return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}

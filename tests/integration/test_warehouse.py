@@ -1,0 +1,147 @@
+"""Staging, merge and clean-up SQL against the local fakesnow server (through ClaimsSnowflakeHook)."""
+
+from __future__ import annotations
+
+import pytest
+
+from claims_cdc import warehouse
+from helpers import count, destination, query, row, table
+
+pytestmark = pytest.mark.stack
+
+
+def stage(snow, settings, mapping, batch_id, rows, start=None, end="9", rejected=()):
+    shards = [{"shard_id": "shardId-000000000000", "parent_shard_ids": [], "start": start, "end": end,
+               "records": len(rows), "drained": False}]
+    return warehouse.stage_batch(snow, settings, mapping, batch_id=batch_id, dag_run_id="test", shards=shards,
+                                 records_read=len(rows), rows=list(rows), rejected=list(rejected))
+
+
+def test_setup_skips_only_account_objects_on_the_emulator(snow, settings, mapping, clean_pipeline):
+    skipped = warehouse.run_setup(snow, settings, mapping)
+    assert skipped == ["create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema"]
+
+
+def test_staging_moves_checkpoints_and_loads_both_tables_once(snow, settings, mapping, clean_pipeline):
+    rows = [row("A", "INSERT", 1_000, "1"), row("B", "INSERT", 2_000, "2")]
+    first = stage(snow, settings, mapping, "b1", rows, start=None, end="2")
+    again = stage(snow, settings, mapping, "b1", rows, start=None, end="2")
+
+    assert (first.rows_staged, first.history_rows, first.already_staged) == (2, 2, False)
+    assert (again.rows_staged, again.already_staged) == (2, True)
+    assert count(snow, settings, settings.cdc_table) == 2
+    assert count(snow, settings, settings.history_table) == 2
+    checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
+    assert checkpoints["shardId-000000000000"].sequence_number == "2"
+
+
+def test_a_batch_read_from_a_stale_checkpoint_is_refused(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], start=None, end="1")
+    with pytest.raises(warehouse.CheckpointConflict, match="shardId-000000000000: checkpoint is 1"):
+        stage(snow, settings, mapping, "b2", [row("A", "INSERT", 1_000, "1")], start=None, end="1")
+    assert count(snow, settings, settings.cdc_table) == 1
+
+
+def test_history_drops_a_redelivered_event_id(snow, settings, mapping, clean_pipeline):
+    insert = row("A", "INSERT", 1_000, "1")
+    stage(snow, settings, mapping, "b1", [insert, insert], start=None, end="1")
+    stage(snow, settings, mapping, "b2", [insert], start="1", end="2")
+    assert count(snow, settings, settings.history_table) == 1
+
+
+def test_rejected_records_are_kept_with_their_reason(snow, settings, mapping, clean_pipeline):
+    bad = {"shard_id": "shardId-000000000000", "sequence_number": "7", "reason": "record data is not JSON",
+           "payload": "garbage"}
+    stage(snow, settings, mapping, "b1", [], start=None, end="7", rejected=[bad])
+    rows = query(snow, f"SELECT batch_id, sequence_number, reason, payload FROM {table(settings, settings.rejected_table)}")
+    assert rows == [("b1", "7", "record data is not JSON", "garbage")]
+    assert warehouse.read_checkpoints(snow, settings, mapping)["shardId-000000000000"].sequence_number == "7"
+
+
+def test_several_events_for_one_claim_in_one_batch_merge_to_the_latest(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [
+        row("A", "INSERT", 1_000, "1", "Submitted"),
+        row("A", "MODIFY", 2_000, "2", "In Review"),
+        row("A", "MODIFY", 3_000, "3", "Rejected"),
+        row("B", "INSERT", 1_500, "4"),
+        row("B", "REMOVE", 2_500, "5"),
+    ], end="5")
+    counts = warehouse.merge_pending(snow, settings, mapping, "m1")
+    assert destination(snow, settings) == {"A": ("MODIFY", "Rejected")}
+    assert (counts.inserted, counts.rows_cleaned) == (1, 5)
+    assert count(snow, settings, settings.cdc_table) == 0
+
+
+def test_modify_without_a_destination_row_is_applied(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "MODIFY", 2_000, "1", "Approved")], end="1")
+    warehouse.merge_pending(snow, settings, mapping, "m1")
+    assert destination(snow, settings) == {"A": ("MODIFY", "Approved")}
+
+
+def test_an_older_event_in_a_later_batch_does_not_overwrite_newer_data(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "MODIFY", 5_000, "5", "Paid")], start=None, end="5")
+    warehouse.merge_pending(snow, settings, mapping, "m1")
+    stage(snow, settings, mapping, "b2", [row("A", "MODIFY", 4_000, "6", "In Review")], start="5", end="6")
+    warehouse.merge_pending(snow, settings, mapping, "m2")
+    assert destination(snow, settings) == {"A": ("MODIFY", "Paid")}
+
+
+def test_late_older_modify_does_not_resurrect_deleted_claim(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1"), row("A", "REMOVE", 3_000, "2")], end="2")
+    warehouse.merge_pending(snow, settings, mapping, "m1")
+    stage(snow, settings, mapping, "b2", [row("A", "MODIFY", 2_000, "3", "Paid")], start="2", end="3")
+    warehouse.merge_pending(snow, settings, mapping, "m2")
+    assert destination(snow, settings) == {}
+
+
+def test_newer_reinsert_of_a_deleted_claim_comes_back(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1"), row("A", "REMOVE", 2_000, "2")], end="2")
+    warehouse.merge_pending(snow, settings, mapping, "m1")
+    stage(snow, settings, mapping, "b2", [row("A", "INSERT", 3_000, "3", "Submitted")], start="2", end="3")
+    warehouse.merge_pending(snow, settings, mapping, "m2")
+    assert destination(snow, settings) == {"A": ("INSERT", "Submitted")}
+
+
+def test_merge_repeated_after_an_interruption_gives_the_same_result(snow, settings, mapping, clean_pipeline):
+    from claims_cdc.sql import load
+
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1"), row("B", "INSERT", 1_000, "2")], end="2")
+    merge = load("merge", settings, mapping)
+    # A worker dies after claiming and merging, before the clean-up ran.
+    snow.rowcount(merge["claim_staged"], ["dead"])
+    snow.execute(merge["merge_tombstones"], ["dead"])
+    snow.execute(merge["merge_destination"], ["dead"])
+    # Meanwhile the next batch was staged.
+    stage(snow, settings, mapping, "b2", [row("A", "MODIFY", 2_000, "3", "Paid")], start="2", end="3")
+
+    counts = warehouse.merge_pending(snow, settings, mapping, "retry")
+    assert destination(snow, settings) == {"A": ("MODIFY", "Paid"), "B": ("INSERT", "Submitted")}
+    assert counts.rows_cleaned == 3
+    assert count(snow, settings, settings.cdc_table) == 0
+    statuses = query(snow, f"SELECT batch_id, status FROM {table(settings, settings.batch_table)} ORDER BY batch_id")
+    assert statuses == [("b1", "MERGED"), ("b2", "MERGED")]
+
+
+def test_cleanup_leaves_rows_staged_after_the_merge_began(snow, settings, mapping, clean_pipeline):
+    from claims_cdc.sql import load
+
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], end="1")
+    merge = load("merge", settings, mapping)
+    snow.rowcount(merge["claim_staged"], ["m1"])
+    stage(snow, settings, mapping, "b2", [row("B", "INSERT", 2_000, "2")], start="1", end="2")
+    snow.execute(merge["merge_tombstones"], ["m1"])
+    snow.execute(merge["merge_destination"], ["m1"])
+    snow.rowcount(merge["cleanup_staging"], ["m1"])
+
+    assert destination(snow, settings) == {"A": ("INSERT", "Submitted")}
+    assert query(snow, f"SELECT claimId FROM {table(settings, settings.cdc_table)}") == [("B",)]
+
+
+def test_reconciliation_is_recorded(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], end="1")
+    warehouse.merge_pending(snow, settings, mapping, "m1")
+    result = warehouse.record_reconciliation(snow, settings, mapping, dag_run_id="r1", dynamodb_count=2)
+    assert result == {"dynamodb_count": 2, "snowflake_count": 1, "difference": -1, "status": "MISMATCH"}
+    recorded = query(snow, f"SELECT dag_run_id, dynamodb_count, snowflake_count, status "
+                           f"FROM {table(settings, settings.reconciliation_table)}")
+    assert recorded == [("r1", 2, 1, "MISMATCH")]
