@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.9.30
 STACK := PYTHONPATH=plugins $(PY) -m claims_cdc.local.stack
 
-.PHONY: install stack-up stack-down stack-status demo test lint clean
+.PHONY: install stack-up stack-down stack-status demo test lint bench-load clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ demo: install
 # The whole suite. Tests start their own stack on free ports under .local/test-stack.
 test: install
 	@$(PY) -m pytest -c tests/pytest.ini $(PYTEST_ARGS)
+
+# Bulk staging and merge throughput on a clean local stack (BENCH_ROWS rows, default 5000).
+bench-load: install
+	@CDC_FORWARDER=off $(STACK) up >/dev/null
+	@set -a; . .local/stack.env; set +a; $(PY) -m claims_cdc.local.bench_load; status=$$?; $(STACK) down >/dev/null; exit $$status
 
 lint: install
 	@$(VENV)/bin/ruff check dags plugins tests

@@ -22,8 +22,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import Param, dag, get_current_context, task
+
 from claims_cdc.sensors import KinesisStreamRecordsSensor
 from claims_cdc.settings import load_settings
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from claims_cdc.local import stack as local_stack  # noqa: E402
+from claims_cdc.local import stack as local_stack
 
 
 def _free_port() -> int:

@@ -113,9 +113,8 @@ def run_dag(**conf: Any):
 
 
 def task_states(dag_run) -> dict[str, str]:
-    from airflow.utils.session import create_session
-
     from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
 
     with create_session() as session:
         tis = session.query(TaskInstance).filter(

@@ -26,14 +26,17 @@ WHEN NOT MATCHED AND s.eventName = 'REMOVE' THEN
     VALUES (s.claimId, s.cdc_change_order, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9));
 
 -- name: merge_destination
--- Idempotent: the latest claimed change per claim is applied only if newer than the destination's row,
--- and an INSERT or MODIFY is dropped when a newer-or-equal REMOVE (tombstone) exists. A MODIFY with no
--- destination row is inserted (the claim's full new image), not dropped.
+-- Idempotent: the latest claimed change per claim is applied only if newer than the destination's row.
+-- An INSERT or MODIFY no newer than the claim's tombstone (latest REMOVE) is dropped before ranking, so a
+-- late, older change cannot bring a deleted claim back. A MODIFY with no destination row is inserted
+-- (it carries the claim's full new image), not dropped.
 MERGE INTO {{ database }}.{{ schema }}.{{ dest_table }} tgt
 USING (
     SELECT c.*
     FROM {{ database }}.{{ schema }}.{{ cdc_table }} c
+    LEFT JOIN {{ database }}.{{ schema }}.{{ tombstone_table }} t ON t.claimId = c.claimId
     WHERE c.cdc_merge_id = ?
+      AND (c.eventName = 'REMOVE' OR t.claimId IS NULL OR c.cdc_change_order > t.cdc_change_order)
     QUALIFY ROW_NUMBER() OVER (PARTITION BY c.claimId ORDER BY c.cdc_change_order DESC) = 1
 ) src
 ON tgt.claimId = src.claimId
@@ -42,10 +45,7 @@ WHEN MATCHED AND src.eventName <> 'REMOVE' AND src.cdc_change_order > tgt.cdc_ch
     {%- for c in all_columns %}
     tgt.{{ c }} = src.{{ c }}{{ "," if not loop.last }}
     {%- endfor %}
-WHEN NOT MATCHED AND src.eventName <> 'REMOVE' AND NOT EXISTS (
-    SELECT 1 FROM {{ database }}.{{ schema }}.{{ tombstone_table }} t
-    WHERE t.claimId = src.claimId AND t.cdc_change_order >= src.cdc_change_order
-) THEN INSERT ({{ all_columns | join(", ") }})
+WHEN NOT MATCHED AND src.eventName <> 'REMOVE' THEN INSERT ({{ all_columns | join(", ") }})
     VALUES ({% for c in all_columns %}src.{{ c }}{{ ", " if not loop.last }}{% endfor %});
 
 -- name: mark_merged

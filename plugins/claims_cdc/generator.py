@@ -14,7 +14,7 @@ import argparse
 import random
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +37,7 @@ def make_claim(fake: Any, rng: random.Random, status: str | None = None) -> dict
         for code, desc in rng.sample(PROCEDURES, rng.randint(1, 3))
     ]
     payer_name, payer_id = rng.choice(PAYERS)
-    created = datetime.now(timezone.utc).replace(tzinfo=None)
+    created = datetime.now(UTC).replace(tzinfo=None)
     return {
         "claim_id": f"CLM-{uuid.UUID(int=rng.getrandbits(128)).hex[:12].upper()}",
         "memberId": f"MBR{rng.randint(10_000_000, 99_999_999)}",
@@ -77,7 +77,7 @@ def _address(fake: Any, rng: random.Random) -> dict[str, Any]:
     }
 
 
-def _table(aws_conn_id: str, table_name: str) -> Any:
+def claims_table(aws_conn_id: str, table_name: str) -> Any:
     from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 
     return DynamoDBHook(aws_conn_id=aws_conn_id).conn.Table(table_name)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import os
 
-    table = _table(args.aws_conn_id, args.table or os.getenv("CDC_DYNAMODB_TABLE") or "InsuranceClaims")
+    table = claims_table(args.aws_conn_id, args.table or os.getenv("CDC_DYNAMODB_TABLE") or "InsuranceClaims")
     if args.command == "ingest":
         if args.count < 1:
             parser.error("count must be at least 1")

@@ -145,7 +145,7 @@ def _typed(column: Column, value: Any) -> Any:
         return int(number)
     if kind.startswith("TIMESTAMP"):
         try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(str(value))
         except ValueError:
             raise RejectedRecord(f"column {column.column} is not an ISO-8601 timestamp") from None
         return parsed.replace(tzinfo=None).isoformat(timespec="microseconds")

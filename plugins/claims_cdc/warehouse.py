@@ -145,7 +145,7 @@ def _merge_counts(cursor: Any) -> dict[str, int]:
         return {}
     row = cursor.fetchone() or ()
     names = [d[0].lower() for d in cursor.description or ()]
-    return {name.split()[-1]: int(value or 0) for name, value in zip(names, row)}
+    return {name.split()[-1]: int(value or 0) for name, value in zip(names, row, strict=False)}
 
 
 def merge_pending(session: Session, settings: Settings, mapping: Mapping, merge_id: str) -> MergeCounts:

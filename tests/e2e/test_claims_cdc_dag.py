@@ -16,7 +16,7 @@ pytestmark = pytest.mark.stack
 
 
 def test_seed_scenario_insert_modify_remove(settings, snow, forwarder):
-    claims = generator._table(settings.aws_conn_id, settings.dynamodb_table)
+    claims = generator.claims_table(settings.aws_conn_id, settings.dynamodb_table)
     kinesis = aws.kinesis_client(settings)
 
     ids = generator.ingest(claims, 20, seed=1)
@@ -83,7 +83,7 @@ def test_claim_written_with_plain_boto3_lands_with_every_mapped_column(settings,
     cursor = snow.connection.cursor()
     cursor.execute(f"SELECT * FROM {table(settings, settings.dest_table)} WHERE claimId = ?", [claim["claim_id"]])
     values = cursor.fetchone()
-    got = {d[0].lower(): v for d, v in zip(cursor.description, values)}
+    got = {d[0].lower(): v for d, v in zip(cursor.description, values, strict=True)}
     assert got["eventname"] == "INSERT"
     assert int(got["eventcreationunixtime"]) > 1_700_000_000_000_000  # microseconds
     assert got["claimid"] == "CLM-BOTO3-0001"
@@ -120,7 +120,7 @@ def test_run_on_an_idle_stream_ends_skipped_not_failed(settings, snow, clean_pip
 
 def test_malformed_record_is_kept_with_its_reason_and_does_not_block_the_shard(settings, snow, clean_pipeline):
     kinesis = aws.kinesis_client(settings)
-    claim = {"claim_id": "CLM-GOOD", "claimStatus": "Submitted", "totalCharge": Decimal("10")}
+    claim = {"claim_id": "CLM-GOOD", "claimStatus": "Submitted", "totalCharge": Decimal(10)}
     kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-GOOD", Data=b"{not json")
     kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-GOOD",
                        Data=kinesis_doc("INSERT", claim, 1_790_000_000_000_000, str(uuid.uuid4())))

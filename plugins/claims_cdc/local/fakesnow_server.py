@@ -22,9 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
     from pathlib import Path
 
-    import uvicorn
-
     import fakesnow.server
+    import uvicorn
     from fakesnow.instance import FakeSnow
 
     Path(args.db_path).mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             sent = forwarder.poll_once()
             if sent:
                 log.info("forwarded %d record(s), %d in all", sent, forwarder.forwarded)
-        except Exception as err:  # keep forwarding through transient errors (stream being recreated, ...)
+        except Exception as err:  # noqa: BLE001 - keep forwarding through transient errors (stream recreated...)
             log.warning("poll failed: %s", type(err).__name__)
         time.sleep(args.interval)
     return 0

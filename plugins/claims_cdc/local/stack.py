@@ -30,7 +30,7 @@ from claims_cdc.settings import PROJECT_ROOT
 REGION = "us-east-1"
 #: Dummy credentials: moto accepts any; real ones never belong in this file.
 ACCESS_KEY = "testing"
-SECRET_KEY = "testing"  # noqa: S105 - moto's dummy credential
+SECRET_KEY = "testing"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""Operator commands: create or drop the Snowflake objects, or print the SQL for review.
+
+    python -m claims_cdc.admin render setup     # print include/sql/setup.sql rendered for these settings
+    python -m claims_cdc.admin setup            # run it through the snowflake_default connection
+    python -m claims_cdc.admin teardown --yes   # drop the tables (the seed's clean-up step)
+
+Settings come from the CDC_* environment variables, the connection from AIRFLOW_CONN_SNOWFLAKE_DEFAULT
+(or whatever secrets backend Airflow is configured with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from claims_cdc import sql, warehouse
+from claims_cdc.mapping import load_mapping
+from claims_cdc.settings import load_settings
+from claims_cdc.snowflake import session
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="claims-cdc Snowflake administration")
+    sub = parser.add_subparsers(dest="command", required=True)
+    render = sub.add_parser("render", help="print a SQL file of include/sql, rendered")
+    render.add_argument("file", choices=[p.stem for p in sql.files()])
+    sub.add_parser("setup", help="create the database, schema, tables (idempotent)")
+    teardown = sub.add_parser("teardown", help="drop the tables")
+    teardown.add_argument("--yes", action="store_true", help="confirm: this destroys data")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    mapping = load_mapping(settings.mapping_path)
+    if args.command == "render":
+        for statement in sql.load(args.file, settings, mapping).values():
+            print(f"-- {statement.name}" + (f" (snowflake-only: {statement.snowflake_only})"
+                                            if statement.snowflake_only else ""))
+            print(statement.text + ";\n")
+        return 0
+    if args.command == "teardown" and not args.yes:
+        parser.error("teardown drops the tables: pass --yes")
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        if args.command == "setup":
+            skipped = warehouse.run_setup(snow, settings, mapping)
+            print("setup done" + (f"; skipped on the emulator: {', '.join(skipped)}" if skipped else ""))
+        else:
+            warehouse.run_teardown(snow, settings, mapping)
+            print("teardown done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
