@@ -45,7 +45,11 @@ os.environ.update(STACK_ENV)
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[local_stack.StackConfig]:
-    """The local stack: moto and fakesnow servers, provisioned, Airflow's database migrated."""
+    """The local stack: moto and fakesnow servers, provisioned, Airflow's database migrated.
+
+    Every test that touches Airflow's metadata database must depend on this fixture: starting the stack
+    replaces the database file, which an engine opened earlier in this process would not see.
+    """
     local_stack.up(STACK)
     yield STACK
     local_stack.down(STACK)

@@ -8,7 +8,8 @@ from claims_cdc.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
-def dagbag():
+def dagbag(stack):
+    """Parsed dags/. Needs the stack only for Airflow's migrated metadata database."""
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
