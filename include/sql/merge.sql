@@ -47,14 +47,3 @@ WHEN MATCHED AND src.eventName <> 'REMOVE' AND src.cdc_change_order > tgt.cdc_ch
     {%- endfor %}
 WHEN NOT MATCHED AND src.eventName <> 'REMOVE' THEN INSERT ({{ all_columns | join(", ") }})
     VALUES ({% for c in all_columns %}src.{{ c }}{{ ", " if not loop.last }}{% endfor %});
-
--- name: mark_merged
-UPDATE {{ database }}.{{ schema }}.{{ batch_table }}
-SET status = 'MERGED', merged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
-WHERE batch_id IN (
-    SELECT DISTINCT cdc_batch_id FROM {{ database }}.{{ schema }}.{{ cdc_table }} WHERE cdc_merge_id = ?
-);
-
--- name: cleanup_staging
--- Idempotent: deletes exactly the rows this merge claimed, never rows staged after it began.
-DELETE FROM {{ database }}.{{ schema }}.{{ cdc_table }} WHERE cdc_merge_id = ?;

@@ -160,9 +160,10 @@ def merge_pending(session: Session, settings: Settings, mapping: Mapping, merge_
         return MergeCounts(0, 0, 0, 0, 0)
     session.execute(stmts["merge_tombstones"], [merge_id])
     counts = _merge_counts(session.execute(stmts["merge_destination"], [merge_id]))
+    cleanup = load("cleanup", settings, mapping)
     with session.transaction():
-        batches = session.rowcount(stmts["mark_merged"], [merge_id])
-        cleaned = session.rowcount(stmts["cleanup_staging"], [merge_id])
+        batches = session.rowcount(cleanup["mark_merged"], [merge_id])
+        cleaned = session.rowcount(cleanup["cleanup_staging"], [merge_id])
     result = MergeCounts(
         batches=batches,
         inserted=counts.get("inserted", 0),

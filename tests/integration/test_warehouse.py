@@ -131,7 +131,7 @@ def test_cleanup_leaves_rows_staged_after_the_merge_began(snow, settings, mappin
     stage(snow, settings, mapping, "b2", [row("B", "INSERT", 2_000, "2")], start="1", end="2")
     snow.execute(merge["merge_tombstones"], ["m1"])
     snow.execute(merge["merge_destination"], ["m1"])
-    snow.rowcount(merge["cleanup_staging"], ["m1"])
+    snow.rowcount(load("cleanup", settings, mapping)["cleanup_staging"], ["m1"])
 
     assert destination(snow, settings) == {"A": ("INSERT", "Submitted")}
     assert query(snow, f"SELECT claimId FROM {table(settings, settings.cdc_table)}") == [("B",)]
