@@ -1,4 +1,4 @@
--- Merging staged changes into the destination, then removing exactly the rows merged.
+-- Merging staged changes into the destination (cleanup.sql then removes exactly the rows merged).
 -- A merge first claims the staged rows present when it starts (cdc_merge_id); rows staged later stay
 -- unclaimed and wait for the next merge. Every statement is safe to repeat: a change is applied only if
 -- it is newer (by cdc_change_order: the change's own time, then its sequence number) than what the
