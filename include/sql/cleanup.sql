@@ -3,7 +3,7 @@
 
 -- name: mark_merged
 UPDATE {{ database }}.{{ schema }}.{{ batch_table }}
-SET status = 'MERGED', merged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+SET status = 'MERGED', merged_at = SYSDATE()
 WHERE batch_id IN (
     SELECT DISTINCT cdc_batch_id FROM {{ database }}.{{ schema }}.{{ cdc_table }} WHERE cdc_merge_id = ?
 );

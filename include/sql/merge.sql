@@ -20,10 +20,10 @@ USING (
 ) s
 ON t.claimId = s.claimId
 WHEN MATCHED AND s.eventName = 'REMOVE' AND s.cdc_change_order > t.cdc_change_order THEN
-    UPDATE SET t.cdc_change_order = s.cdc_change_order, t.deleted_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+    UPDATE SET t.cdc_change_order = s.cdc_change_order, t.deleted_at = SYSDATE()
 WHEN NOT MATCHED AND s.eventName = 'REMOVE' THEN
     INSERT (claimId, cdc_change_order, deleted_at)
-    VALUES (s.claimId, s.cdc_change_order, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9));
+    VALUES (s.claimId, s.cdc_change_order, SYSDATE());
 
 -- name: merge_destination
 -- Idempotent: the latest claimed change per claim is applied only if newer than the destination's row.

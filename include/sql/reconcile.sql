@@ -6,4 +6,4 @@ SELECT COUNT(*) FROM {{ database }}.{{ schema }}.{{ dest_table }};
 -- name: insert_reconciliation
 INSERT INTO {{ database }}.{{ schema }}.{{ reconciliation_table }}
     (dag_run_id, checked_at, dynamodb_table, dynamodb_count, snowflake_count, difference, status)
-SELECT ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9), ?, ?, ?, ?, ?;
+SELECT ?, SYSDATE(), ?, ?, ?, ?, ?;

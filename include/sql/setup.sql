@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ cdc_table }} LIKE {{ d
 
 -- name: create_checkpoint_table
 -- One row per shard: the last sequence number staged. Moved only in the staging transaction.
+-- All timestamps of the pipeline's tables are UTC (SYSDATE()).
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ checkpoint_table }} (
     stream_name STRING NOT NULL,
     shard_id STRING NOT NULL,
@@ -94,7 +95,9 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ checkpoint_table }} (
     parent_shard_ids STRING,
     shard_closed BOOLEAN,
     batch_id STRING,
-    updated_at TIMESTAMP_NTZ(9)
+    updated_at TIMESTAMP_NTZ(9),
+    -- When a read last found nothing after sequence_number (UTC): the retention check's evidence.
+    verified_at TIMESTAMP_NTZ(9)
 );
 
 -- name: create_batch_table

@@ -3,7 +3,7 @@
 -- Each bulk statement binds the whole batch as one JSON array and reads it back with FLATTEN.
 
 -- name: read_checkpoints
-SELECT shard_id, sequence_number, shard_closed
+SELECT shard_id, sequence_number, shard_closed, verified_at, verified_at IS NULL
 FROM {{ database }}.{{ schema }}.{{ checkpoint_table }}
 WHERE stream_name = ?;
 
@@ -25,7 +25,7 @@ SELECT
     r.value:"cdc_sequence_number"::STRING,
     r.value:"cdc_change_order"::STRING,
     ?,
-    CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+    SYSDATE()
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
 
 -- name: insert_history
@@ -42,7 +42,7 @@ SELECT
     r.value:"cdc_sequence_number"::STRING,
     r.value:"cdc_change_order"::STRING,
     ?,
-    CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+    SYSDATE()
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r
 WHERE NOT EXISTS (
     SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
@@ -53,7 +53,7 @@ WHERE NOT EXISTS (
 INSERT INTO {{ database }}.{{ schema }}.{{ rejected_table }}
     (batch_id, shard_id, sequence_number, reason, payload, rejected_at)
 SELECT ?, r.value:"shard_id"::STRING, r.value:"sequence_number"::STRING, r.value:"reason"::STRING,
-       r.value:"payload"::STRING, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+       r.value:"payload"::STRING, SYSDATE()
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
 
 -- name: delete_checkpoints
@@ -64,13 +64,20 @@ WHERE stream_name = ?
 
 -- name: insert_checkpoints
 INSERT INTO {{ database }}.{{ schema }}.{{ checkpoint_table }}
-    (stream_name, shard_id, sequence_number, parent_shard_ids, shard_closed, batch_id, updated_at)
+    (stream_name, shard_id, sequence_number, parent_shard_ids, shard_closed, batch_id, updated_at, verified_at)
 SELECT ?, p.value:"shard_id"::STRING, p.value:"end"::STRING, p.value:"parent_shard_ids"::STRING,
-       p.value:"drained"::BOOLEAN, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9)
+       p.value:"drained"::BOOLEAN, ?, SYSDATE(), p.value:"verified_at"::TIMESTAMP_NTZ(9)
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) p;
 
 -- name: insert_batch
 INSERT INTO {{ database }}.{{ schema }}.{{ batch_table }}
     (batch_id, dag_run_id, stream_name, records_read, rows_staged, history_rows, rows_rejected, positions,
      status, staged_at)
-SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'STAGED', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ(9);
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'STAGED', SYSDATE();
+
+-- name: log_gap_accepted
+-- An operator accepted a retention gap on a shard (admin accept-gap): kept in the batch log for audit.
+INSERT INTO {{ database }}.{{ schema }}.{{ batch_table }}
+    (batch_id, dag_run_id, stream_name, records_read, rows_staged, history_rows, rows_rejected, positions,
+     status, staged_at)
+SELECT ?, ?, ?, 0, 0, 0, 0, ?, 'GAP_ACCEPTED', SYSDATE();

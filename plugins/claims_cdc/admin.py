@@ -3,6 +3,7 @@
     python -m claims_cdc.admin render setup     # print include/sql/setup.sql rendered for these settings
     python -m claims_cdc.admin setup            # run it through the snowflake_default connection
     python -m claims_cdc.admin teardown --yes   # drop the tables (the seed's clean-up step)
+    python -m claims_cdc.admin accept-gap SHARD_ID  # after a CheckpointGap: restart the shard at TRIM_HORIZON
 
 Settings come from the CDC_* environment variables, the connection from AIRFLOW_CONN_SNOWFLAKE_DEFAULT
 (or whatever secrets backend Airflow is configured with).
@@ -11,6 +12,7 @@ Settings come from the CDC_* environment variables, the connection from AIRFLOW_
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 
 from claims_cdc import sql, warehouse
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="create the database, schema, tables (idempotent)")
     teardown = sub.add_parser("teardown", help="drop the tables")
     teardown.add_argument("--yes", action="store_true", help="confirm: this destroys data")
+    gap = sub.add_parser("accept-gap", help="restart a shard at TRIM_HORIZON after a retention gap")
+    gap.add_argument("shard_id")
+    gap.add_argument("--operator", default=getpass.getuser(), help="who accepts the gap (audit)")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -40,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "teardown" and not args.yes:
         parser.error("teardown drops the tables: pass --yes")
     with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
-        if args.command == "setup":
+        if args.command == "accept-gap":
+            batch_id = warehouse.accept_gap(snow, settings, mapping, shard_id=args.shard_id, operator=args.operator)
+            print(f"shard {args.shard_id} restarts at TRIM_HORIZON (logged as {batch_id})")
+        elif args.command == "setup":
             skipped = warehouse.run_setup(snow, settings, mapping)
             print("setup done" + (f"; skipped on the emulator: {', '.join(skipped)}" if skipped else ""))
         else:

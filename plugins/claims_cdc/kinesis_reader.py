@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from claims_cdc.transform import SourceRecord
@@ -26,13 +26,21 @@ MAX_THROTTLE_RETRIES = 6
 MAX_EMPTY_PAGES = 5
 
 
+class CheckpointGap(RuntimeError):
+    """Records after a stored checkpoint may have expired from the stream unread. Never skipped silently."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
-    """The stored position of one shard: the last sequence number consumed, or None for none yet."""
+    """The stored position of one shard: the last sequence number consumed, or None for none yet.
+
+    ``verified_at`` (naive UTC) is when a read last found the shard caught up after that position.
+    """
 
     shard_id: str
     sequence_number: str | None
     closed: bool = False
+    verified_at: datetime | None = None
 
 
 @dataclass
@@ -44,6 +52,8 @@ class ShardProgress:
     records: int = 0
     #: The shard is closed (resharded) and this read reached its end.
     drained: bool = False
+    #: When this read found nothing more after ``end`` (naive UTC), or None if it stopped early (cap).
+    verified_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +63,7 @@ class ShardProgress:
             "end": self.end,
             "records": self.records,
             "drained": self.drained,
+            "verified_at": self.verified_at.isoformat(timespec="microseconds") if self.verified_at else None,
         }
 
 
@@ -100,6 +111,15 @@ def readable_shards(shards: list[dict[str, Any]], checkpoints: dict[str, Checkpo
     for shard in sorted(shards, key=lambda s: s["ShardId"]):
         visit(shard["ShardId"])
     return [s for s in ordered if not _checkpoint(checkpoints, s["ShardId"]).closed]
+
+
+def _closed(shard: dict[str, Any]) -> bool:
+    """A shard closed by resharding: ListShards gives it an EndingSequenceNumber."""
+    return "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as Snowflake's SYSDATE() stores it
 
 
 def _checkpoint(checkpoints: dict[str, Checkpoint], shard_id: str) -> Checkpoint:
@@ -195,13 +215,17 @@ def read_batch(
             state.records += len(fresh)
             budget -= len(fresh)
             iterator = page.get("NextShardIterator")
-            if iterator is None:
-                state.drained = True  # closed shard, read to its end
-            elif len(fresh) < len(page_records):
-                break  # reached records newer than this run
-            elif not page_records:
+            caught_up = iterator is None or (not page_records and page.get("MillisBehindLatest", 0) == 0)
+            if caught_up or len(fresh) < len(page_records):
+                # Nothing more (or only records newer than this run): the position is verified as of now.
+                state.verified_at = _utcnow()
+                # A closed shard read to its end is drained. AWS ends it with NextShardIterator = None;
+                # moto keeps handing out iterators, so ListShards' EndingSequenceNumber decides as well.
+                state.drained = caught_up and (iterator is None or _closed(shard))
+                break
+            if not page_records:
                 empty_pages += 1
-                if page.get("MillisBehindLatest", 0) == 0 or empty_pages >= MAX_EMPTY_PAGES:
+                if empty_pages >= MAX_EMPTY_PAGES:
                     break
     return result
 
@@ -209,9 +233,11 @@ def read_batch(
 def has_records(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint]) -> bool:
     """Look, without consuming, whether any readable shard has a record after its checkpoint.
 
-    Also true for a closed shard read to its end but not yet retired, so that a run retires it.
+    Also true for a closed shard not yet retired from the checkpoints, so that a run retires it.
     """
     for shard in readable_shards(list_shards(client, stream_name), checkpoints):
+        if _closed(shard):
+            return True
         shard_id = shard["ShardId"]
         iterator = _iterator(client, stream_name, shard_id, _checkpoint(checkpoints, shard_id).sequence_number)
         for _ in range(MAX_EMPTY_PAGES):
@@ -224,3 +250,57 @@ def has_records(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint
             if page.get("MillisBehindLatest", 0) == 0:
                 break
     return False
+
+
+def _first_retained(client: Any, stream_name: str, shard_id: str) -> str | None:
+    """The sequence number of the oldest record the shard still holds (its TRIM_HORIZON), or None."""
+    iterator: str | None = _iterator(client, stream_name, shard_id, None)
+    for _ in range(MAX_EMPTY_PAGES):
+        if not iterator:
+            return None
+        page = _get_records(client, iterator, 1)
+        if page.get("Records"):
+            return page["Records"][0]["SequenceNumber"]
+        if page.get("MillisBehindLatest", 0) == 0:
+            return None
+        iterator = page.get("NextShardIterator")
+    return None
+
+
+def check_retention(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint],
+                    now: datetime | None = None) -> None:
+    """Fail with :class:`CheckpointGap` when records after a checkpoint may have expired unread.
+
+    A checkpoint verified (caught up) within the stream's retention cannot have lost anything: whatever
+    came after it arrived later and is still retained. Otherwise the shard's TRIM_HORIZON is compared
+    with the checkpoint: if the checkpointed record itself is gone, or the shard is no longer listed
+    while not drained, changes in between may be lost, and the run must stop and say so.
+    """
+    now = now or _utcnow()
+    positioned = [c for c in checkpoints.values() if not c.closed and c.sequence_number is not None]
+    if not positioned:
+        return
+    summary = client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    retention = timedelta(hours=int(summary.get("RetentionPeriodHours", 24)))
+    stale = [c for c in positioned if c.verified_at is None or c.verified_at < now - retention]
+    if not stale:
+        return
+    listed = {s["ShardId"] for s in list_shards(client, stream_name)}
+    for checkpoint in stale:
+        advice = (
+            f"Reload the affected claims (or the table) from DynamoDB, then move the checkpoint on with "
+            f"`python -m claims_cdc.admin accept-gap {checkpoint.shard_id}`."
+        )
+        if checkpoint.shard_id not in listed:
+            raise CheckpointGap(
+                f"shard {checkpoint.shard_id}: checkpoint {checkpoint.sequence_number} (last verified "
+                f"{checkpoint.verified_at}) but the shard has expired from {stream_name} (retention "
+                f"{retention}) before it was read to its end; its remaining changes are lost. {advice}"
+            )
+        first = _first_retained(client, stream_name, checkpoint.shard_id)
+        if first is not None and int(first) > int(checkpoint.sequence_number):
+            raise CheckpointGap(
+                f"shard {checkpoint.shard_id}: checkpoint {checkpoint.sequence_number} (last verified "
+                f"{checkpoint.verified_at}) is older than the stream's retention ({retention}); the oldest "
+                f"record left is {first}, so changes between the two may have expired unread. {advice}"
+            )

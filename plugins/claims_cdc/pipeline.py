@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from claims_cdc import aws, batch_files, warehouse
-from claims_cdc.kinesis_reader import has_records, read_batch
+from claims_cdc.kinesis_reader import CheckpointGap, check_retention, has_records, read_batch
 from claims_cdc.mapping import Mapping, load_mapping
 from claims_cdc.settings import ConfigError, Settings
 from claims_cdc.snowflake import session
@@ -40,8 +40,16 @@ def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: d
     mapping = mapping_for(settings)
     with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
         checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
+    kinesis = aws.kinesis_client(settings)
+    try:
+        check_retention(kinesis, settings.kinesis_stream, checkpoints)
+    except CheckpointGap as gap:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        # No retry can bring expired records back: fail at once, loudly, naming the gap.
+        raise AirflowFailException(str(gap)) from gap
     result = read_batch(
-        aws.kinesis_client(settings),
+        kinesis,
         settings.kinesis_stream,
         checkpoints,
         max_records=max_records,

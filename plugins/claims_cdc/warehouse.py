@@ -60,9 +60,10 @@ def run_teardown(session: Session, settings: Settings, mapping: Mapping) -> None
 
 def read_checkpoints(session: Session, settings: Settings, mapping: Mapping) -> dict[str, Checkpoint]:
     stmt = load("stage", settings, mapping)["read_checkpoints"]
+    # ``verified_at IS NULL`` is read as well: the fakesnow server returns a NULL timestamp as 1970-01-01.
     return {
-        shard: Checkpoint(shard, seq, bool(closed))
-        for shard, seq, closed in session.fetchall(stmt, [settings.kinesis_stream])
+        shard: Checkpoint(shard, seq, bool(closed), None if verified_null else verified_at)
+        for shard, seq, closed, verified_at, verified_null in session.fetchall(stmt, [settings.kinesis_stream])
     }
 
 
@@ -107,13 +108,10 @@ def stage_batch(
             history = session.rowcount(stmts["insert_history"], [batch_id, payload])
         if rejected:
             session.rowcount(stmts["insert_rejected"], [batch_id, json.dumps(rejected, separators=(",", ":"))])
-        moved = [
-            {**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])}
-            for s in shards
-            if s["end"] != s["start"] or s["drained"]
-        ]
-        if moved:
-            positions = json.dumps(moved, separators=(",", ":"))
+        # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
+        read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
+        if read:
+            positions = json.dumps(read, separators=(",", ":"))
             session.rowcount(stmts["delete_checkpoints"], [settings.kinesis_stream, positions])
             session.rowcount(stmts["insert_checkpoints"], [settings.kinesis_stream, batch_id, positions])
         session.rowcount(
@@ -123,6 +121,24 @@ def stage_batch(
         )
     log.info("batch %s staged: %d rows, %d history rows, %d rejected", batch_id, staged, history, len(rejected))
     return StageCounts(batch_id, staged, history, len(rejected))
+
+
+def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_id: str, operator: str) -> str:
+    """Restart one shard at its TRIM_HORIZON after an operator accepted a retention gap; logged for audit."""
+    import uuid
+
+    stmts = load("stage", settings, mapping)
+    current = read_checkpoints(session, settings, mapping).get(shard_id)
+    restart = [{"shard_id": shard_id, "parent_shard_ids": "", "end": None, "drained": False, "verified_at": None}]
+    positions = json.dumps([{"shard_id": shard_id, "previous": current.sequence_number if current else None,
+                             "restart": "TRIM_HORIZON"}])
+    batch_id = f"gap-{uuid.uuid4().hex}"
+    with session.transaction():
+        session.rowcount(stmts["delete_checkpoints"], [settings.kinesis_stream, json.dumps(restart)])
+        session.rowcount(stmts["insert_checkpoints"], [settings.kinesis_stream, batch_id, json.dumps(restart)])
+        session.rowcount(stmts["log_gap_accepted"], [batch_id, operator, settings.kinesis_stream, positions])
+    log.warning("shard %s: retention gap accepted by %s; restarting at TRIM_HORIZON", shard_id, operator)
+    return batch_id
 
 
 def _unique_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -261,8 +261,8 @@ def up(cfg: StackConfig, keep_state: bool = False) -> dict[str, str]:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     env = connection_env(cfg)
     child_env = {**os.environ, **env}
-    bin_dir = Path(sys.executable).parent
-    _start(cfg, "moto", [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(cfg.moto_port)], child_env)
+    _start(cfg, "moto", [sys.executable, "-m", "claims_cdc.local.moto_server", "-H", "127.0.0.1", "-p",
+                         str(cfg.moto_port)], child_env)
     _start(
         cfg,
         "fakesnow",

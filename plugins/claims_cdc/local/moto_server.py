@@ -1,0 +1,73 @@
+"""Run moto in server mode, with its Kinesis resharding made to behave as AWS documents.
+
+Workarounds, kept in this one place (each reproduced in tests/platform/test_platform_quirks.py):
+
+1. ``Stream.get_shard_for_key`` picks the first shard whose hash range holds the key, closed or not, so
+   after a reshard new records still land on the closed parent. AWS writes them to the open child.
+2. ``SplitShard`` moves the parent's records into the children (re-putting them with new sequence
+   numbers) and ``MergeShards`` copies both parents' records into the child. AWS leaves a closed parent's
+   records where they are, readable until retention expires, and the children start empty.
+
+Everything else is moto's own ``moto_server``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from typing import Any
+
+
+def patch_moto_resharding() -> None:
+    from moto.kinesis.models import Stream
+    from moto.utilities.utils import md5_hash
+
+    if getattr(Stream, "_claims_cdc_patched", False):
+        return
+    original_get_shard = Stream.get_shard_for_key
+    original_split = Stream.split_shard
+    original_merge = Stream.merge_shards
+
+    def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
+        shard = original_get_shard(self, partition_key, explicit_hash_key)  # moto's own argument checks
+        if shard is None or shard.is_open:
+            return shard
+        key = int(explicit_hash_key) if explicit_hash_key else int(md5_hash(partition_key.encode()).hexdigest(), 16)
+        for candidate in self.shards.values():
+            if candidate.is_open and candidate.starting_hash <= key < candidate.ending_hash:
+                return candidate
+        return shard
+
+    def _keeping_records(self: Any, shard_ids: tuple[str, ...], reshard: Any, *args: Any) -> None:
+        shards = [self.shards[s] for s in shard_ids if s in self.shards]
+        kept = [shard.records for shard in shards]
+        for shard in shards:
+            shard.records = OrderedDict()
+        try:
+            reshard(self, *args)
+        finally:
+            for shard, records in zip(shards, kept, strict=True):
+                shard.records = records
+
+    def split_shard(self: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
+        _keeping_records(self, (shard_to_split,), original_split, shard_to_split, new_starting_hash_key)
+
+    def merge_shards(self: Any, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
+        _keeping_records(self, (shard_to_merge, adjacent_shard_to_merge), original_merge, shard_to_merge,
+                         adjacent_shard_to_merge)
+
+    Stream.get_shard_for_key = get_shard_for_key
+    Stream.split_shard = split_shard
+    Stream.merge_shards = merge_shards
+    Stream._claims_cdc_patched = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    patch_moto_resharding()
+    from moto.server import main as moto_main
+
+    moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
