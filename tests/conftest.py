@@ -104,3 +104,11 @@ def forwarder(stack, clean_pipeline) -> Iterator[None]:
     local_stack.start_forwarder(stack, STACK_ENV)
     yield
     local_stack.stop_forwarder(stack)
+
+
+@pytest.fixture
+def chaotic_forwarder(stack, clean_pipeline) -> Iterator[None]:
+    """The forwarder in chaos mode: half the records duplicated, a third delivered out of order."""
+    local_stack.start_forwarder(stack, STACK_ENV, duplicate_rate=0.5, reorder_rate=0.3)
+    yield
+    local_stack.stop_forwarder(stack)

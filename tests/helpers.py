@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+import hashlib
+
 from claims_cdc.transform import change_order
 
 SEED_COLUMNS_SQL = "claimId, eventName, claimStatus, cdc_change_order"
@@ -30,6 +32,7 @@ def row(claim_id: str, event: str, micros: int, sequence: str = "1", status: str
         cdc_change_order=change_order(micros, sequence),
     )
     data.update(extra)
+    data["cdc_content_hash"] = hashlib.sha256(repr([data[n] for n in names]).encode()).hexdigest()
     return data
 
 
@@ -85,19 +88,24 @@ def kinesis_doc(event: str, claim: dict[str, Any], micros: int, event_id: str,
     return json.dumps(doc).encode()
 
 
-def wait_for_stream(kinesis, stream: str, expected: int, seconds: float = 20) -> int:
-    """Wait until the stream holds ``expected`` records in all (the forwarder is asynchronous)."""
+def wait_for_stream(kinesis, stream: str, expected: int, seconds: float = 20, settle: bool = False) -> int:
+    """Wait until the stream holds at least ``expected`` records (the forwarder is asynchronous).
+
+    With ``settle``, also wait until the count stops growing (chaos mode adds duplicates and releases
+    held-back records on a later poll).
+    """
     deadline = time.monotonic() + seconds
-    total = 0
+    total = previous = -1
     while time.monotonic() < deadline:
         total = 0
         for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
             iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
                                                   ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
             total += len(kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"])
-        if total >= expected:
+        if total >= expected and (not settle or total == previous):
             return total
-        time.sleep(0.2)
+        previous = total
+        time.sleep(0.5 if settle else 0.2)
     return total
 
 

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ dest_table }} (
     cdc_shard_id STRING,
     cdc_sequence_number STRING,
     cdc_change_order STRING,
+    cdc_content_hash STRING,
     cdc_batch_id STRING,
     cdc_loaded_at TIMESTAMP_NTZ(9),
     cdc_merge_id STRING

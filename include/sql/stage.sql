@@ -15,7 +15,8 @@ WHERE batch_id = ?;
 -- name: insert_staging
 INSERT INTO {{ database }}.{{ schema }}.{{ cdc_table }} (
     {%- for c in columns %}{{ c.column }}, {% endfor -%}
-    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_batch_id, cdc_loaded_at)
+    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_content_hash, cdc_batch_id,
+    cdc_loaded_at)
 SELECT
     {%- for c in columns %}
     r.value:"{{ c.column }}"::{{ c.type }},
@@ -24,15 +25,18 @@ SELECT
     r.value:"cdc_shard_id"::STRING,
     r.value:"cdc_sequence_number"::STRING,
     r.value:"cdc_change_order"::STRING,
+    r.value:"cdc_content_hash"::STRING,
     ?,
     SYSDATE()
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
 
 -- name: insert_history
--- Idempotent: a change whose eventID the history already holds is not inserted again.
+-- Idempotent: each distinct change once. A re-delivery (same eventID) is dropped, and so is a copy re-sent
+-- with a new eventID (same claim, time, event name and content: same cdc_content_hash).
 INSERT INTO {{ database }}.{{ schema }}.{{ history_table }} (
     {%- for c in columns %}{{ c.column }}, {% endfor -%}
-    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_batch_id, cdc_loaded_at)
+    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_content_hash, cdc_batch_id,
+    cdc_loaded_at)
 SELECT
     {%- for c in columns %}
     r.value:"{{ c.column }}"::{{ c.type }},
@@ -41,12 +45,18 @@ SELECT
     r.value:"cdc_shard_id"::STRING,
     r.value:"cdc_sequence_number"::STRING,
     r.value:"cdc_change_order"::STRING,
+    r.value:"cdc_content_hash"::STRING,
     ?,
     SYSDATE()
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r
 WHERE NOT EXISTS (
     SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
     WHERE h.cdc_event_id = r.value:"cdc_event_id"::STRING
+)
+AND NOT EXISTS (
+    SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
+    WHERE h.claimId = r.value:"claimId"::STRING
+      AND h.cdc_content_hash = r.value:"cdc_content_hash"::STRING
 );
 
 -- name: insert_rejected

@@ -11,6 +11,7 @@ Never log or raise with record content: messages name positions (shard, sequence
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ CDC_COLUMNS = (
     "cdc_shard_id",
     "cdc_sequence_number",
     "cdc_change_order",
+    "cdc_content_hash",
 )
 
 
@@ -201,7 +203,17 @@ def to_row(record: SourceRecord, mapping: Mapping) -> dict[str, Any]:
     row["cdc_shard_id"] = record.shard_id
     row["cdc_sequence_number"] = record.sequence_number
     row["cdc_change_order"] = change_order(micros, record.sequence_number)
+    row["cdc_content_hash"] = content_hash(row, mapping)
     return row
+
+
+def content_hash(row: dict[str, Any], mapping: Mapping) -> str:
+    """Identity of a change by what it says: claim, time, event name and every mapped value.
+
+    A copy of a change re-sent with a new eventID has the same hash, so the history keeps it once.
+    """
+    canonical = json.dumps([row[name] for name in mapping.names], separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass

@@ -142,15 +142,16 @@ def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_
 
 
 def _unique_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop re-deliveries within a batch: the same eventID twice is the same change."""
-    seen: set[str] = set()
+    """Drop repeats within a batch: the same eventID, or the same change re-sent under a new eventID."""
+    seen: set[tuple[str, str]] = set()
     unique = []
     for row in rows:
-        event_id = row.get("cdc_event_id")
-        if event_id is not None:
-            if event_id in seen:
-                continue
-            seen.add(event_id)
+        keys = {("event", row["cdc_event_id"])} if row.get("cdc_event_id") else set()
+        if row.get("cdc_content_hash"):
+            keys.add(("content", row["cdc_content_hash"]))
+        if keys & seen:
+            continue
+        seen |= keys
         unique.append(row)
     return unique
 

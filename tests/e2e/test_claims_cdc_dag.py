@@ -16,24 +16,32 @@ pytestmark = pytest.mark.stack
 
 
 def test_seed_scenario_insert_modify_remove(settings, snow, forwarder):
+    _seed_scenario(settings, snow)
+
+
+def test_seed_scenario_under_duplicated_and_reordered_delivery(settings, snow, chaotic_forwarder):
+    _seed_scenario(settings, snow)
+
+
+def _seed_scenario(settings, snow):
     claims = generator.claims_table(settings.aws_conn_id, settings.dynamodb_table)
     kinesis = aws.kinesis_client(settings)
 
     ids = generator.ingest(claims, 20, seed=1)
-    wait_for_stream(kinesis, settings.kinesis_stream, 20)
+    wait_for_stream(kinesis, settings.kinesis_stream, 20, settle=True)
     assert run_dag().state == "success"
     assert count(snow, settings, settings.dest_table) == 20
     assert count(snow, settings, settings.history_table, "WHERE eventName = 'INSERT'") == 20
 
     changed = generator.set_status(claims, "In Review", "Rejected")
-    wait_for_stream(kinesis, settings.kinesis_stream, 21)
+    wait_for_stream(kinesis, settings.kinesis_stream, 21, settle=True)
     assert run_dag().state == "success"
     modified = query(snow, f"SELECT claimId, claimStatus FROM {table(settings, settings.dest_table)} "
                            "WHERE eventName = 'MODIFY'")
     assert modified == [(changed, "Rejected")]
 
     generator.delete(claims, changed)
-    wait_for_stream(kinesis, settings.kinesis_stream, 22)
+    wait_for_stream(kinesis, settings.kinesis_stream, 22, settle=True)
     assert run_dag().state == "success"
     dest = destination(snow, settings)
     assert changed not in dest and set(dest) == set(ids) - {changed}

@@ -145,3 +145,17 @@ def test_reconciliation_is_recorded(snow, settings, mapping, clean_pipeline):
     recorded = query(snow, f"SELECT dag_run_id, dynamodb_count, snowflake_count, status "
                            f"FROM {table(settings, settings.reconciliation_table)}")
     assert recorded == [("r1", 2, 1, "MISMATCH")]
+
+
+def test_history_drops_a_copy_resent_under_a_new_event_id(snow, settings, mapping, clean_pipeline):
+    original = row("A", "MODIFY", 1_000, "1", "Paid")
+    resent = {**original, "cdc_event_id": "another-id", "cdc_sequence_number": "2"}
+    stage(snow, settings, mapping, "b1", [original, resent], start=None, end="2")
+    stage(snow, settings, mapping, "b2", [{**original, "cdc_event_id": "third-id"}], start="2", end="3")
+    assert count(snow, settings, settings.history_table) == 1
+
+
+def test_distinct_changes_with_equal_content_at_other_times_are_all_kept(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "MODIFY", 1_000, "1", "Paid"),
+                                          row("A", "MODIFY", 2_000, "2", "Paid")], end="2")
+    assert count(snow, settings, settings.history_table) == 2

@@ -177,3 +177,13 @@ def test_a_bad_record_is_kept_with_its_payload_and_does_not_block_the_batch():
         {"shard_id": "shardId-000000000000", "sequence_number": "2", "reason": "record data is not JSON",
          "payload": "\x00garbage"}
     ]
+
+
+def test_a_copy_resent_with_a_new_event_id_has_the_same_content_hash():
+    doc = fixture("modify")
+    first = to_row(record(doc, sequence="1"), MAPPING)
+    copy = to_row(record({**doc, "eventID": "resent-copy"}, sequence="9"), MAPPING)
+    assert first["cdc_event_id"] != copy["cdc_event_id"]
+    assert first["cdc_content_hash"] == copy["cdc_content_hash"]
+    later = {**doc, "dynamodb": {**doc["dynamodb"], "ApproximateCreationDateTime": 1 + doc["dynamodb"]["ApproximateCreationDateTime"]}}
+    assert to_row(record(later), MAPPING)["cdc_content_hash"] != first["cdc_content_hash"]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import signal
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,8 +47,54 @@ def kinesis_record(stream_record: dict[str, Any], table_name: str) -> tuple[byte
     return json.dumps(doc, separators=(",", ":")).encode(), key
 
 
+class Chaos:
+    """What Kinesis Data Streams for DynamoDB may do, on purpose: deliver a change twice, or out of order.
+
+    Duplicates are re-deliveries with the same eventID or, half of the time, copies re-sent with a new
+    eventID. A reordered record is held back and written after the next one (or on the next idle poll).
+    """
+
+    def __init__(self, duplicate_rate: float = 0.0, reorder_rate: float = 0.0, seed: int | None = None):
+        for name, rate in (("duplicate rate", duplicate_rate), ("reorder rate", reorder_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise SystemExit(f"chaos {name} {rate} must be between 0 and 1")
+        self.duplicate_rate = duplicate_rate
+        self.reorder_rate = reorder_rate
+        self.rng = random.Random(seed)
+        self.held: list[tuple[bytes, str]] = []
+        self.duplicated = 0
+        self.reordered = 0
+
+    def arrange(self, outgoing: list[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
+        """The order to write ``outgoing`` in, with chaos applied; held records may come out later."""
+        ordered: list[tuple[bytes, str]] = []
+        for data, key in outgoing:
+            if self.rng.random() < self.reorder_rate:
+                self.held.append((data, key))
+                self.reordered += 1
+                continue
+            ordered.append((data, key))
+            if self.rng.random() < self.duplicate_rate:
+                ordered.append((self._copy(data), key))
+                self.duplicated += 1
+            ordered.extend(self.held)
+            self.held = []
+        if not outgoing and self.held:  # an idle poll releases what was held back
+            ordered.extend(self.held)
+            self.held = []
+        return ordered
+
+    def _copy(self, data: bytes) -> bytes:
+        if self.rng.random() < 0.5:
+            return data  # a plain re-delivery
+        doc = json.loads(data)
+        doc["eventID"] = uuid.UUID(int=self.rng.getrandbits(128)).hex  # re-sent under a new id
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
 class Forwarder:
-    def __init__(self, aws_conn_id: str, table_name: str, stream_name: str, state_file: Path):
+    def __init__(self, aws_conn_id: str, table_name: str, stream_name: str, state_file: Path,
+                 chaos: Chaos | None = None):
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
         from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
@@ -59,6 +107,7 @@ class Forwarder:
         self.kinesis = KinesisHook(aws_conn_id=aws_conn_id).get_conn()
         self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
         self.forwarded = 0
+        self.chaos = chaos or Chaos()
 
     def _save(self) -> None:
         tmp = self.state_file.with_suffix(".tmp")
@@ -79,7 +128,7 @@ class Forwarder:
         if self.state.get("stream_arn") != arn:  # table (re)created: start from its stream's beginning
             self.state = {"stream_arn": arn, "positions": {}}
         positions: dict[str, str] = self.state["positions"]
-        sent = 0
+        outgoing: list[tuple[bytes, str]] = []
         shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
         for shard in shards:
             shard_id = shard["ShardId"]
@@ -92,16 +141,17 @@ class Forwarder:
             while iterator:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
                 records = page.get("Records", [])
-                for record in records:
-                    data, key = kinesis_record(record, self.table_name)
-                    self.kinesis.put_record(StreamName=self.stream_name, Data=data, PartitionKey=key)
-                    positions[shard_id] = record["dynamodb"]["SequenceNumber"]
-                    sent += 1
-                if records:
-                    self._save()
                 if not records:
                     break
+                outgoing.extend(kinesis_record(record, self.table_name) for record in records)
+                positions[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
                 iterator = page.get("NextShardIterator")
+        sent = 0
+        for data, key in self.chaos.arrange(outgoing):
+            self.kinesis.put_record(StreamName=self.stream_name, Data=data, PartitionKey=key)
+            sent += 1
+        if outgoing:
+            self._save()
         self.forwarded += sent
         return sent
 
@@ -113,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", default="InsuranceClaimsStream")
     parser.add_argument("--state-file", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between polls")
+    parser.add_argument("--duplicate-rate", type=float, default=0.0, help="chaos: share of records sent twice")
+    parser.add_argument("--reorder-rate", type=float, default=0.0, help="chaos: share of records held back")
+    parser.add_argument("--chaos-seed", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     running = True
@@ -123,13 +176,16 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    forwarder = Forwarder(args.aws_conn_id, args.table, args.stream, args.state_file)
-    log.info("forwarding %s -> %s", args.table, args.stream)
+    chaos = Chaos(args.duplicate_rate, args.reorder_rate, args.chaos_seed)
+    forwarder = Forwarder(args.aws_conn_id, args.table, args.stream, args.state_file, chaos)
+    log.info("forwarding %s -> %s (chaos: duplicate rate %s, reorder rate %s)", args.table, args.stream,
+             args.duplicate_rate, args.reorder_rate)
     while running:
         try:
             sent = forwarder.poll_once()
             if sent:
-                log.info("forwarded %d record(s), %d in all", sent, forwarder.forwarded)
+                log.info("forwarded %d record(s), %d in all (%d duplicated, %d reordered)", sent,
+                         forwarder.forwarded, chaos.duplicated, chaos.reordered)
         except Exception as err:  # noqa: BLE001 - keep forwarding through transient errors (stream recreated...)
             log.warning("poll failed: %s", type(err).__name__)
         time.sleep(args.interval)

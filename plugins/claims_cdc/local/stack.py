@@ -6,7 +6,9 @@ provisioning, and ``.local/stack.env`` for Airflow.
     python -m claims_cdc.local.stack status
 
 Everything binds to 127.0.0.1 and lives under ``.local/`` (git-ignored). ``CDC_FORWARDER=off`` starts
-the stack without the forwarder, for tests that write Kinesis records themselves; ``CDC_SHARDS`` sets
+the stack without the forwarder, for tests that write Kinesis records themselves;
+``CDC_CHAOS_DUPLICATE_RATE`` and ``CDC_CHAOS_REORDER_RATE`` (0..1) make it duplicate and reorder
+deliveries as Kinesis may; ``CDC_SHARDS`` sets
 the stream's shard count; ``CDC_MOTO_PORT`` and ``CDC_FAKESNOW_PORT`` move the servers.
 """
 
@@ -182,14 +184,18 @@ def down(cfg: StackConfig) -> None:
         _stop(cfg, name)
 
 
-def start_forwarder(cfg: StackConfig, env: dict[str, str]) -> None:
-    _start(
-        cfg,
-        "forwarder",
-        [sys.executable, "-m", "claims_cdc.local.forwarder", "--table", cfg.table, "--stream", cfg.stream,
-         "--state-file", str(cfg.state_dir / "forwarder.json")],
-        {**os.environ, **env},
-    )
+def start_forwarder(cfg: StackConfig, env: dict[str, str], duplicate_rate: float | None = None,
+                    reorder_rate: float | None = None) -> None:
+    """Start the forwarder; chaos rates default to CDC_CHAOS_DUPLICATE_RATE / CDC_CHAOS_REORDER_RATE."""
+    argv = [sys.executable, "-m", "claims_cdc.local.forwarder", "--table", cfg.table, "--stream", cfg.stream,
+            "--state-file", str(cfg.state_dir / "forwarder.json"),
+            "--duplicate-rate", str(duplicate_rate if duplicate_rate is not None
+                                    else float(os.getenv("CDC_CHAOS_DUPLICATE_RATE") or 0)),
+            "--reorder-rate", str(reorder_rate if reorder_rate is not None
+                                  else float(os.getenv("CDC_CHAOS_REORDER_RATE") or 0))]
+    if os.getenv("CDC_CHAOS_SEED"):
+        argv += ["--chaos-seed", os.environ["CDC_CHAOS_SEED"]]
+    _start(cfg, "forwarder", argv, {**os.environ, **env})
 
 
 def stop_forwarder(cfg: StackConfig) -> None:
