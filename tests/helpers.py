@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
-
-import hashlib
 
 from claims_cdc.transform import change_order
 

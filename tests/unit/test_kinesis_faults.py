@@ -21,7 +21,7 @@ class Expired(Exception):
 class ScriptedKinesis:
     """One open shard holding ``records`` (sequence numbers); faults are scripted per GetRecords call."""
 
-    class exceptions:  # noqa: N801 - mirrors boto3's client.exceptions
+    class exceptions:
         ProvisionedThroughputExceededException = Throttled
         ExpiredIteratorException = Expired
 
@@ -40,7 +40,7 @@ class ScriptedKinesis:
     def describe_stream_summary(self, **_):
         return {"StreamDescriptionSummary": {"RetentionPeriodHours": self.retention_hours}}
 
-    def get_shard_iterator(self, ShardIteratorType, StartingSequenceNumber=None, **_):  # noqa: N803
+    def get_shard_iterator(self, ShardIteratorType, StartingSequenceNumber=None, **_):
         self.iterator_requests.append((ShardIteratorType, StartingSequenceNumber))
         if ShardIteratorType == "TRIM_HORIZON":
             return {"ShardIterator": "0"}
@@ -48,7 +48,7 @@ class ScriptedKinesis:
             if any(int(r) > int(StartingSequenceNumber) for r in self.records) else len(self.records)
         return {"ShardIterator": str(position)}
 
-    def get_records(self, ShardIterator, Limit):  # noqa: N803
+    def get_records(self, ShardIterator, Limit):
         self.get_records_calls += 1
         if self.faults:
             fault = self.faults.pop(0)
