@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class ClaimsSnowflakeHook(SnowflakeHook):
-    """SnowflakeHook that binds on the server and passes ``extra.protocol`` / ``extra.port`` on."""
+    """SnowflakeHook that binds on the server and passes ``extra.protocol``, ``extra.port`` and the
+    connector's timeouts (``extra.network_timeout``, ``extra.login_timeout``, in seconds) on."""
 
     def _get_conn_params(self) -> dict[str, Any]:
         params = dict(super()._get_conn_params())
@@ -29,6 +30,9 @@ class ClaimsSnowflakeHook(SnowflakeHook):
             params["protocol"] = extra["protocol"]
         if extra.get("port"):
             params["port"] = int(extra["port"])
+        for timeout in ("network_timeout", "login_timeout"):
+            if extra.get(timeout):
+                params[timeout] = int(extra[timeout])
         params["paramstyle"] = "qmark"
         return params
 
@@ -64,13 +68,20 @@ class Session:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
+        """BEGIN ... COMMIT; anything that fails, the COMMIT included, is rolled back before it propagates.
+
+        (A failed COMMIT left open would hold its locks, and every later writer would wait on them.)
+        """
         self.raw("BEGIN TRANSACTION")
         try:
             yield self
+            self.raw("COMMIT")
         except BaseException:
-            self.raw("ROLLBACK")
+            try:
+                self.raw("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the connection may be gone; Snowflake then aborts the transaction
+                log.warning("ROLLBACK failed; the session's end will abort the transaction")
             raise
-        self.raw("COMMIT")
 
 
 @contextmanager

@@ -159,3 +159,33 @@ def test_distinct_changes_with_equal_content_at_other_times_are_all_kept(snow, s
     stage(snow, settings, mapping, "b1", [row("A", "MODIFY", 1_000, "1", "Paid"),
                                           row("A", "MODIFY", 2_000, "2", "Paid")], end="2")
     assert count(snow, settings, settings.history_table) == 2
+
+
+def test_a_failed_commit_is_rolled_back_so_it_holds_no_locks(snow, settings, mapping, clean_pipeline, monkeypatch):
+    from claims_cdc.snowflake import Session
+
+    real_raw = Session.raw
+
+    def commit_fails(self, sql):
+        if sql == "COMMIT":
+            raise ConnectionError("network dropped at COMMIT")
+        return real_raw(self, sql)
+
+    monkeypatch.setattr(Session, "raw", commit_fails)
+    with pytest.raises(ConnectionError):
+        stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], start=None, end="1")
+    monkeypatch.undo()
+    # Nothing was staged, and the same batch stages cleanly on the retry (no lock left behind).
+    assert count(snow, settings, settings.cdc_table) == 0
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], start=None, end="1")
+    assert count(snow, settings, settings.cdc_table) == 1
+
+
+def test_accepting_a_retention_gap_restarts_the_shard_and_is_audited(snow, settings, mapping, clean_pipeline):
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], start=None, end="5")
+    batch_id = warehouse.accept_gap(snow, settings, mapping, shard_id="shardId-000000000000", operator="oncall")
+    checkpoint = warehouse.read_checkpoints(snow, settings, mapping)["shardId-000000000000"]
+    assert (checkpoint.sequence_number, checkpoint.closed) == (None, False)
+    logged = query(snow, f"SELECT dag_run_id, status FROM {table(settings, settings.batch_table)} WHERE batch_id = ?",
+                   [batch_id])
+    assert logged == [("oncall", "GAP_ACCEPTED")]

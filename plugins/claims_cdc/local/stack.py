@@ -97,6 +97,8 @@ def connection_env(cfg: StackConfig) -> dict[str, str]:
             "host": "127.0.0.1",
             "port": cfg.fakesnow_port,
             "protocol": "http",
+            # Give up after a minute: the connector retries fakesnow's HTTP 500 answers for much longer.
+            "network_timeout": 60,
             "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
         },
     }
