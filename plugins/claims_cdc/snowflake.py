@@ -68,12 +68,12 @@ class Session:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """BEGIN ... COMMIT; anything that fails, the COMMIT included, is rolled back before it propagates.
+        """BEGIN ... COMMIT; anything that fails, BEGIN and COMMIT included, is rolled back before it propagates.
 
         (A failed COMMIT left open would hold its locks, and every later writer would wait on them.)
         """
-        self.raw("BEGIN TRANSACTION")
         try:
+            self.raw("BEGIN TRANSACTION")
             yield self
             self.raw("COMMIT")
         except BaseException:

@@ -146,9 +146,6 @@ def test_drained_pipeline_equals_dynamodb_with_each_change_once(data, settings, 
         kinesis.put_record(StreamName=settings.kinesis_stream, Data=doc, PartitionKey=change.claim,
                            ExplicitHashKey=HASH_KEY[change.claim])
 
-    monkeypatch.setattr(snowflake.Session, "execute", deaths.around(snowflake.Session.execute))
-    monkeypatch.setattr(snowflake.Session, "raw", deaths.around(snowflake.Session.raw))
-
     def task(fn, *args):
         """Run a task as Airflow would: up to 3 tries; a death is retried or fails the run; a finished try
         may run again (the worker died after finishing, before Airflow recorded it)."""
@@ -164,22 +161,25 @@ def test_drained_pipeline_equals_dynamodb_with_each_change_once(data, settings, 
             return result
         raise AssertionError("unreachable")
 
-    for run in range(60):
-        run_id = f"run-{run}"
-        cap = data.draw(st.integers(1, 6), label="max_records")
-        try:
-            batch = task(pipeline.extract, settings, run_id, cap, None)
-            batch = task(pipeline.transform, settings, batch)
-            batch = task(pipeline.stage, settings, batch, run_id)
-            task(pipeline.merge, settings, batch, run_id)
-        except WorkerDied:
-            continue  # the run failed; the next one starts from the stored checkpoints
-        if batch["records"] == 0 and not any(s["drained"] for s in batch["shards"]):
-            break
-    else:
-        pytest.fail("the stream did not drain in 60 runs")
+    # Deaths apply only while draining: a failing example must not leak its patches into the next one.
+    with monkeypatch.context() as patched:
+        patched.setattr(snowflake.Session, "execute", deaths.around(snowflake.Session.execute))
+        patched.setattr(snowflake.Session, "raw", deaths.around(snowflake.Session.raw))
+        for run in range(60):
+            run_id = f"run-{run}"
+            cap = data.draw(st.integers(1, 6), label="max_records")
+            try:
+                batch = task(pipeline.extract, settings, run_id, cap, None)
+                batch = task(pipeline.transform, settings, batch)
+                batch = task(pipeline.stage, settings, batch, run_id)
+                task(pipeline.merge, settings, batch, run_id)
+            except WorkerDied:
+                continue  # the run failed; the next one starts from the stored checkpoints
+            if batch["records"] == 0 and not any(s["drained"] for s in batch["shards"]):
+                break
+        else:
+            pytest.fail("the stream did not drain in 60 runs")
 
-    monkeypatch.undo()
     with snowflake.session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
         dest = dict(query(snow, f"SELECT claimId, claimStatus FROM {table(settings, settings.dest_table)}"))
         history = query(snow, f"SELECT claimId, eventName, eventCreationUnixTime "
