@@ -15,7 +15,7 @@ from claims_cdc import warehouse
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import load_settings
 from claims_cdc.snowflake import session
-from claims_cdc.transform import change_order
+from claims_cdc.transform import change_order, content_hash
 
 
 def main() -> int:
@@ -31,6 +31,7 @@ def main() -> int:
                    createdTimeStamp="2026-01-01T00:00:00.000000", diagnosisCodes='["I10"]',
                    cdc_event_id=f"bench-{i}", cdc_shard_id="shardId-bench", cdc_sequence_number=str(i + 1),
                    cdc_change_order=change_order(base + i, str(i + 1)))
+        row["cdc_content_hash"] = content_hash(row, mapping)
         rows.append(row)
     shards = [{"shard_id": "shardId-bench", "parent_shard_ids": [], "start": None, "end": str(rows_wanted),
                "records": rows_wanted, "drained": False}]
