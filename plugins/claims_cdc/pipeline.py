@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from claims_cdc import aws, batch_files, warehouse
-from claims_cdc.kinesis_reader import CheckpointGap, check_retention, has_records, read_batch
+from claims_cdc.kinesis_reader import Checkpoint, CheckpointGap, check_retention, has_records, read_batch
 from claims_cdc.mapping import Mapping, load_mapping
 from claims_cdc.settings import ConfigError, Settings
-from claims_cdc.snowflake import session
+from claims_cdc.snowflake import Session, session
 from claims_cdc.transform import SourceRecord, transform_records
 
 log = logging.getLogger(__name__)
@@ -25,21 +27,28 @@ def mapping_for(settings: Settings) -> Mapping:
     return load_mapping(settings.mapping_path)
 
 
+@contextmanager
+def _snowflake(settings: Settings) -> Iterator[Session]:
+    """A Snowflake session for these settings (looked up as ``session`` here, so tests can cut it)."""
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        yield snow
+
+
+def _stored_checkpoints(settings: Settings) -> dict[str, Checkpoint]:
+    with _snowflake(settings) as snow:
+        return warehouse.read_checkpoints(snow, settings, mapping_for(settings))
+
+
 def stream_has_records(settings: Settings) -> bool:
     """True when any shard has a record after its stored checkpoint (nothing is consumed)."""
-    mapping = mapping_for(settings)
-    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
-        checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
-    return has_records(aws.kinesis_client(settings), settings.kinesis_stream, checkpoints)
+    return has_records(aws.kinesis_client(settings), settings.kinesis_stream, _stored_checkpoints(settings))
 
 
 def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> dict[str, Any]:
     """Read what is in the stream after the stored checkpoints (up to ``max_records``) into a batch file."""
     if max_records < 1:
         raise ConfigError(f"max_records={max_records} must be at least 1")
-    mapping = mapping_for(settings)
-    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
-        checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
+    checkpoints = _stored_checkpoints(settings)
     kinesis = aws.kinesis_client(settings)
     try:
         check_retention(kinesis, settings.kinesis_stream, checkpoints)
@@ -86,7 +95,7 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
         return {**batch, "rows_staged": 0, "history_rows": 0, "rows_rejected": 0}
     rows = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rows.jsonl"))
     rejected = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rejected.jsonl"))
-    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+    with _snowflake(settings) as snow:
         counts = warehouse.stage_batch(
             snow,
             settings,
@@ -109,7 +118,7 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
 def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> dict[str, int]:
     """Merge everything staged (this batch and any an earlier run left), then drop this run's batch files."""
     merge_id = uuid.uuid4().hex
-    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+    with _snowflake(settings) as snow:
         counts = warehouse.merge_pending(snow, settings, mapping_for(settings), merge_id)
     if batch:
         batch_files.remove_batch(settings, dag_run_id, batch["batch_id"])
@@ -119,7 +128,7 @@ def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> 
 def reconcile(settings: Settings, dag_run_id: str) -> dict[str, Any]:
     """Compare the destination's row count with DynamoDB's exact item count, and record it."""
     dynamodb_count = aws.dynamodb_item_count(settings)
-    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+    with _snowflake(settings) as snow:
         result = warehouse.record_reconciliation(
             snow, settings, mapping_for(settings), dag_run_id=dag_run_id, dynamodb_count=dynamodb_count
         )

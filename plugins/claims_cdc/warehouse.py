@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -125,8 +126,6 @@ def stage_batch(
 
 def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_id: str, operator: str) -> str:
     """Restart one shard at its TRIM_HORIZON after an operator accepted a retention gap; logged for audit."""
-    import uuid
-
     stmts = load("stage", settings, mapping)
     current = read_checkpoints(session, settings, mapping).get(shard_id)
     restart = [{"shard_id": shard_id, "parent_shard_ids": "", "end": None, "drained": False, "verified_at": None}]
