@@ -6,14 +6,16 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 
 | task | what it produces |
 |---|---|
-| `stream_has_records` | waits until a shard has records after its checkpoint; skips the run when the stream stays idle |
+| `stream_has_records` | waits, in the triggerer, until a shard has records after its checkpoint; skips the run when the stream stays idle |
 | `extracted_batch` | the records after each shard's checkpoint (up to *max_records*), in a batch file |
 | `transformed_batch` | rows flattened and renamed by `include/mapping/claims.json`; bad records kept with their reason |
 | `staged_batch` | CDC staging and event-history rows plus the new checkpoints, in one Snowflake transaction |
 | `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
 | `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation` |
 
-Replay and backfill are DAG runs: every step is idempotent, so clearing or re-running a run is safe.
+Runs follow `CDC_SCHEDULE` (default `@continuous`: a new run starts as soon as the last one ends, one at a
+time). Replay and backfill are DAG runs: every step is idempotent, so clearing or re-running a run is safe.
+A run that fails holds nothing back for long: the next run reads from the same committed checkpoints.
 Records never travel through XCom (ids, positions and counts only), and no task logs claim content.
 """
 
@@ -34,13 +36,16 @@ def _run_id() -> str:
     return get_current_context()["run_id"]
 
 
-def _run_started_at():
-    dag_run = get_current_context().get("dag_run")
-    return getattr(dag_run, "start_date", None)
+def _task_started_at():
+    """When this try of the task started: records that arrive later wait for the next run.
+
+    Not the DAG run's start: under a deferrable sensor a run may wait minutes before records arrive.
+    """
+    return getattr(get_current_context().get("ti"), "start_date", None)
 
 
 @dag(
-    schedule=None,
+    schedule=SETTINGS.schedule,
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -69,7 +74,8 @@ def _run_started_at():
             minimum=1,
             maximum=86_400,
             title="Seconds to wait for records",
-            description="A run that finds no record within this time ends as skipped, not failed.",
+            description="A run that finds no record within this time ends as skipped, not failed. "
+            "The wait happens in the triggerer and holds no worker slot.",
         ),
     },
 )
@@ -78,8 +84,11 @@ def claims_cdc():
         task_id="stream_has_records",
         timeout=SETTINGS.sensor_timeout,
         poke_interval=SETTINGS.poke_interval,
-        mode="poke",
-        doc_md="Looks for records after each shard's checkpoint without consuming them.",
+        deferrable=SETTINGS.sensor_mode == "deferrable",
+        mode="reschedule" if SETTINGS.sensor_mode == "reschedule" else "poke",
+        doc_md="Looks for records after each shard's checkpoint without consuming them. Deferrable by "
+        "default (`CDC_SENSOR_MODE`): the triggerer polls Kinesis every `CDC_POKE_INTERVAL` seconds. "
+        "Ends as *skipped* when nothing arrives within the run's `sensor_timeout`.",
     )
 
     @task(execution_timeout=timedelta(minutes=15))
@@ -88,7 +97,7 @@ def claims_cdc():
         from claims_cdc.pipeline import extract
 
         max_records = int(get_current_context()["params"]["max_records"])
-        return extract(SETTINGS, _run_id(), max_records, started_at=_run_started_at())
+        return extract(SETTINGS, _run_id(), max_records, started_at=_task_started_at())
 
     @task(execution_timeout=timedelta(minutes=15))
     def transformed_batch(batch: dict) -> dict:

@@ -34,21 +34,27 @@ def _snowflake(settings: Settings) -> Iterator[Session]:
         yield snow
 
 
-def _stored_checkpoints(settings: Settings) -> dict[str, Checkpoint]:
+def stored_checkpoints(settings: Settings) -> dict[str, Checkpoint]:
+    """Each shard's position as committed in Snowflake (one short session)."""
     with _snowflake(settings) as snow:
         return warehouse.read_checkpoints(snow, settings, mapping_for(settings))
 
 
-def stream_has_records(settings: Settings) -> bool:
-    """True when any shard has a record after its stored checkpoint (nothing is consumed)."""
-    return has_records(aws.kinesis_client(settings), settings.kinesis_stream, _stored_checkpoints(settings))
+def stream_has_records(settings: Settings, checkpoints: dict[str, Checkpoint] | None = None) -> bool:
+    """True when any shard has a record after its stored checkpoint (nothing is consumed).
+
+    ``checkpoints`` saves the Snowflake read when the caller already holds them (the trigger reads them once).
+    """
+    if checkpoints is None:
+        checkpoints = stored_checkpoints(settings)
+    return has_records(aws.kinesis_client(settings), settings.kinesis_stream, checkpoints)
 
 
 def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> dict[str, Any]:
     """Read what is in the stream after the stored checkpoints (up to ``max_records``) into a batch file."""
     if max_records < 1:
         raise ConfigError(f"max_records={max_records} must be at least 1")
-    checkpoints = _stored_checkpoints(settings)
+    checkpoints = stored_checkpoints(settings)
     kinesis = aws.kinesis_client(settings)
     try:
         check_retention(kinesis, settings.kinesis_stream, checkpoints)

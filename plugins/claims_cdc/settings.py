@@ -95,8 +95,14 @@ class Settings:
     max_records: int = 10_000
     #: Records asked for per GetRecords call (Kinesis allows at most 10,000).
     get_records_limit: int = 1_000
-    #: Seconds the sensor waits for a first record before the run ends as skipped.
-    sensor_timeout: int = 60
+    #: When runs start: ``@continuous`` (a new run as soon as the last one ends), a cron expression or
+    #: preset, or ``None`` for manual runs only (``CDC_SCHEDULE=none``).
+    schedule: str | None = "@continuous"
+    #: How the sensor waits: ``deferrable`` (in the triggerer, no worker slot held), ``reschedule`` or ``poke``.
+    sensor_mode: str = "deferrable"
+    #: Seconds the sensor waits for a first record before the run ends as skipped. Under ``@continuous``
+    #: an idle stream makes one skipped run per this many seconds.
+    sensor_timeout: int = 600
     #: Seconds between two looks at the stream while waiting.
     poke_interval: float = 5.0
     #: Where batch files go: ``file://`` or ``s3://`` (through the AWS connection). PHI: keep it private.
@@ -126,6 +132,25 @@ class Settings:
         }
 
 
+_SCHEDULE_PRESETS = {"@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
+_SENSOR_MODES = ("deferrable", "reschedule", "poke")
+
+
+def _schedule(env: Mapping[str, str], default: str | None) -> str | None:
+    raw = env.get("CDC_SCHEDULE")
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    if value.lower() in {"none", "manual"}:
+        return None
+    if value in _SCHEDULE_PRESETS or len(value.split()) == 5:
+        return value
+    raise ConfigError(
+        f"CDC_SCHEDULE={raw!r} must be @continuous, none, a preset ({', '.join(sorted(_SCHEDULE_PRESETS))}) "
+        "or a five-field cron expression"
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: the process environment), failing on the first bad one."""
     env = os.environ if env is None else env
@@ -139,6 +164,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     emulator = env.get("CDC_SNOWFLAKE_EMULATOR", "")
     if emulator not in {"", "fakesnow"}:
         raise ConfigError(f"CDC_SNOWFLAKE_EMULATOR={emulator!r} must be empty or 'fakesnow'")
+    sensor_mode = env.get("CDC_SENSOR_MODE") or defaults.sensor_mode
+    if sensor_mode not in _SENSOR_MODES:
+        raise ConfigError(f"CDC_SENSOR_MODE={sensor_mode!r} must be one of {', '.join(_SENSOR_MODES)}")
     return Settings(
         aws_conn_id=env.get("CDC_AWS_CONN_ID") or defaults.aws_conn_id,
         snowflake_conn_id=env.get("CDC_SNOWFLAKE_CONN_ID") or defaults.snowflake_conn_id,
@@ -153,6 +181,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         history_table=_identifier(env, "CDC_HISTORY_TABLE", defaults.history_table),
         max_records=_int(env, "CDC_MAX_RECORDS", defaults.max_records, 1, 10_000_000),
         get_records_limit=_int(env, "CDC_GET_RECORDS_LIMIT", defaults.get_records_limit, 1, 10_000),
+        schedule=_schedule(env, defaults.schedule),
+        sensor_mode=sensor_mode,
         sensor_timeout=_int(env, "CDC_SENSOR_TIMEOUT", defaults.sensor_timeout, 1, 86_400),
         poke_interval=_float(env, "CDC_POKE_INTERVAL", defaults.poke_interval, 0.1, 3_600),
         batch_root=batch_root.rstrip("/"),

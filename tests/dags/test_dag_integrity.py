@@ -44,3 +44,23 @@ def test_every_param_has_a_title_and_description(dagbag):
     for name in params:
         param = params.get_param(name)
         assert param.schema.get("title") and param.description, name
+
+
+def test_runs_continuously_one_at_a_time_by_default(dagbag):
+    dag = dagbag.get_dag("claims_cdc")
+    assert type(dag.timetable).__name__ == "ContinuousTimetable"
+    assert dag.max_active_runs == 1
+
+
+def test_the_sensor_defers_to_the_triggerer_by_default(dagbag):
+    sensor = dagbag.get_dag("claims_cdc").get_task("stream_has_records")
+    assert sensor.deferrable is True
+    assert sensor.soft_fail is True
+
+
+def test_every_task_has_docs_and_a_timeout(dagbag):
+    for task in dagbag.get_dag("claims_cdc").tasks:
+        assert task.doc_md, task.task_id
+        # Sensors are bounded by their own timeout (the run's sensor_timeout); the others by execution_timeout.
+        bound = task.timeout if task.task_id == "stream_has_records" else task.execution_timeout
+        assert bound, task.task_id
