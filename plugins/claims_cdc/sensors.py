@@ -69,6 +69,8 @@ class KinesisStreamRecordsSensor(BaseSensorOperator):
             return
         if status == "timeout":
             message = f"no records within {self.timeout:.0f}s ({looks} looks)"
+            # Logged here: BaseSensorOperator.resume_execution replaces a skip's message with its own.
+            self.log.info("%s; the run ends as %s", message, "skipped" if self.soft_fail else "failed")
             if self.soft_fail:
                 raise AirflowSkipException(message)
             from airflow.sdk.exceptions import AirflowSensorTimeout

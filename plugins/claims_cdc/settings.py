@@ -103,8 +103,8 @@ class Settings:
     #: Seconds the sensor waits for a first record before the run ends as skipped. Under ``@continuous``
     #: an idle stream makes one skipped run per this many seconds.
     sensor_timeout: int = 600
-    #: Seconds between two looks at the stream while waiting.
-    poke_interval: float = 5.0
+    #: Seconds between two looks at the stream while waiting (Kinesis allows 5 reads per second per shard).
+    poke_interval: float = 2.0
     #: Where batch files go: ``file://`` or ``s3://`` (through the AWS connection). PHI: keep it private.
     batch_root: str = field(default_factory=lambda: f"file://{PROJECT_ROOT / '.local' / 'batches'}")
     #: The mapping from DynamoDB attributes to Snowflake columns (the seed's FlattenJson + Jolt step).

@@ -2,8 +2,12 @@
 provisioning, and ``.local/stack.env`` for Airflow.
 
     python -m claims_cdc.local.stack up      # start clean (CDC_KEEP_STATE=1 keeps .local state)
+    python -m claims_cdc.local.stack up --airflow   # ... plus Airflow: api-server (UI), scheduler,
+                                                    # dag-processor, triggerer; claims_cdc unpaused
     python -m claims_cdc.local.stack down
     python -m claims_cdc.local.stack status
+    python -m claims_cdc.local.stack provision   # only create the table, stream and Snowflake objects,
+                                                 # on whatever the environment's connections point at
 
 Everything binds to 127.0.0.1 and lives under ``.local/`` (git-ignored). ``CDC_FORWARDER=off`` starts
 the stack without the forwarder, for tests that write Kinesis records themselves;
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -44,6 +49,7 @@ class StackConfig:
     forwarder: bool = True
     table: str = "InsuranceClaims"
     stream: str = "InsuranceClaimsStream"
+    api_port: int = 8080
 
     @property
     def pid_dir(self) -> Path:
@@ -61,6 +67,10 @@ class StackConfig:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.moto_port}"
 
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
 
 def config_from_env(env: dict[str, str] | None = None) -> StackConfig:
     env = dict(os.environ if env is None else env)
@@ -71,6 +81,7 @@ def config_from_env(env: dict[str, str] | None = None) -> StackConfig:
         state_dir=Path(env.get("CDC_STATE_DIR") or PROJECT_ROOT / ".local"),
         moto_port=int(env.get("CDC_MOTO_PORT") or 4566),
         fakesnow_port=int(env.get("CDC_FAKESNOW_PORT") or 8765),
+        api_port=int(env.get("CDC_API_PORT") or 8080),
         shards=int(env.get("CDC_SHARDS") or 2),
         forwarder=forwarder == "on",
     )
@@ -178,12 +189,87 @@ def _stop(cfg: StackConfig, name: str) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-SERVICES = ("forwarder", "moto", "fakesnow")
+AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+SERVICES = (*AIRFLOW_SERVICES, "forwarder", "moto", "fakesnow")
+
+#: The local UI login. Local only: the api-server listens on 127.0.0.1 and holds fake data.
+UI_USER = "admin"
+UI_PASSWORD = "admin"
 
 
 def down(cfg: StackConfig) -> None:
     for name in SERVICES:
         _stop(cfg, name)
+
+
+def _local_secret(cfg: StackConfig, name: str) -> str:
+    """A random secret kept in the state folder, so every Airflow component of this stack shares it."""
+    path = cfg.state_dir / "airflow" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def airflow_env(cfg: StackConfig) -> dict[str, str]:
+    """Settings of the local Airflow deployment: one machine, LocalExecutor, SQLite, simple auth manager.
+
+    The scheduler and triggerer intervals are shortened from their defaults so that a change reaches the
+    destination within seconds (see README, "Freshness").
+    """
+    home = cfg.state_dir / "airflow"
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.ui_url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(cfg.api_port),
+        "AIRFLOW__API__BASE_URL": cfg.ui_url,
+        "AIRFLOW__API_AUTH__JWT_SECRET": _local_secret(cfg, "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": _local_secret(cfg, "api_secret_key"),
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+    }
+
+
+def _airflow(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("airflow")), *args]
+
+
+def start_airflow(cfg: StackConfig, env: dict[str, str]) -> None:
+    """Start the api-server (UI), dag-processor, scheduler and triggerer; wait for the UI and the DAG."""
+    if _port_open(cfg.api_port):
+        raise SystemExit(f"127.0.0.1:{cfg.api_port} is taken; stop what holds it or set CDC_API_PORT")
+    home = Path(env["AIRFLOW_HOME"])
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({UI_USER: UI_PASSWORD}))
+    passwords.chmod(0o600)
+    child_env = {**os.environ, **env}
+    _start(cfg, "api-server", _airflow("api-server", "--host", "127.0.0.1", "--port", str(cfg.api_port)),
+           child_env)
+    for name in ("dag-processor", "scheduler", "triggerer"):
+        _start(cfg, name, _airflow(name), child_env)
+    _wait_for_port(cfg.api_port, "api-server", cfg.log_dir / "api-server.log", seconds=120)
+    _unpause(cfg, child_env)
+
+
+def _unpause(cfg: StackConfig, env: dict[str, str], seconds: float = 180) -> None:
+    """Unpause claims_cdc once the dag-processor has parsed it (also when a kept state had it paused)."""
+    deadline = time.monotonic() + seconds
+    log = cfg.log_dir / "airflow-unpause.log"
+    while time.monotonic() < deadline:
+        with log.open("ab") as out:
+            done = subprocess.run(_airflow("dags", "unpause", "claims_cdc"), check=False, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, cwd=PROJECT_ROOT).returncode == 0
+        if done:
+            return
+        time.sleep(2)
+    raise SystemExit(f"claims_cdc did not appear in Airflow within {seconds:.0f}s; see {cfg.log_dir}")
 
 
 def start_forwarder(cfg: StackConfig, env: dict[str, str], duplicate_rate: float | None = None,
@@ -253,8 +339,11 @@ def write_env_file(cfg: StackConfig, env: dict[str, str]) -> None:
     cfg.env_file.write_text("\n".join(lines) + "\n")
 
 
-def up(cfg: StackConfig, keep_state: bool = False) -> dict[str, str]:
-    """Start the stack (clean unless ``keep_state``), provision it and write ``stack.env``."""
+def up(cfg: StackConfig, keep_state: bool = False, airflow: bool = False) -> dict[str, str]:
+    """Start the stack (clean unless ``keep_state``), provision it and write ``stack.env``.
+
+    ``airflow`` also starts the Airflow deployment (:func:`start_airflow`).
+    """
     down(cfg)
     for port, name in ((cfg.moto_port, "moto"), (cfg.fakesnow_port, "fakesnow")):
         if _port_open(port):
@@ -268,6 +357,8 @@ def up(cfg: StackConfig, keep_state: bool = False) -> dict[str, str]:
                 path.unlink()
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     env = connection_env(cfg)
+    if airflow:
+        env.update(airflow_env(cfg))
     child_env = {**os.environ, **env}
     _start(cfg, "moto", [sys.executable, "-m", "claims_cdc.local.moto_server", "-H", "127.0.0.1", "-p",
                          str(cfg.moto_port)], child_env)
@@ -289,6 +380,8 @@ def up(cfg: StackConfig, keep_state: bool = False) -> dict[str, str]:
     if not (Path(env["AIRFLOW_HOME"]) / "airflow.db").exists():
         migrate_airflow(env, cfg.log_dir / "airflow-migrate.log")
     write_env_file(cfg, env)
+    if airflow:
+        start_airflow(cfg, env)
     return env
 
 
@@ -304,14 +397,29 @@ def status(cfg: StackConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "provision"])
+    parser.add_argument("--airflow", action="store_true", help="with up: also start the Airflow deployment")
     args = parser.parse_args(argv)
     cfg = config_from_env()
+    if args.command == "provision":
+        # Used by docker-compose's one-shot `cdc-provision` service: the connections come from its environment.
+        provision_aws(cfg, {})
+        skipped = provision_snowflake({})
+        print(f"provisioned {cfg.table}, {cfg.stream} ({cfg.shards} shards) and the Snowflake objects"
+              + (f"; skipped on the emulator: {', '.join(skipped)}" if skipped else ""))
+        return 0
     if args.command == "up":
-        up(cfg, keep_state=os.environ.get("CDC_KEEP_STATE", "") in {"1", "true", "yes"})
+        up(cfg, keep_state=os.environ.get("CDC_KEEP_STATE", "") in {"1", "true", "yes"}, airflow=args.airflow)
         print(f"local stack up: moto {cfg.endpoint}, fakesnow http://127.0.0.1:{cfg.fakesnow_port}, "
               f"forwarder {'on' if cfg.forwarder else 'off'}")
-        print(f"next: source {cfg.env_file} && .venv/bin/airflow dags test claims_cdc")
+        if args.airflow:
+            print(f"Airflow UI: {cfg.ui_url}  (login {UI_USER} / {UI_PASSWORD}); claims_cdc is unpaused and "
+                  "micro-batching. Logs: " + str(cfg.log_dir))
+            print("write claims:  set -a; . .local/stack.env; set +a; "
+                  "PYTHONPATH=plugins .venv/bin/python -m claims_cdc.generator ingest 10")
+            print("stop:          make down")
+        else:
+            print(f"next: source {cfg.env_file} && .venv/bin/airflow dags test claims_cdc")
         return 0
     if args.command == "down":
         down(cfg)

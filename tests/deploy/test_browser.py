@@ -1,0 +1,106 @@
+"""The Airflow UI in a real browser: headless Chromium (Debian's package, installed by `make test`'s set-up)
+driven by Playwright logs in, opens claims_cdc, checks the trigger form, triggers a run and waits for it
+to succeed, having merged a claim written while it ran. Screenshots go to .local/test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+pytestmark = pytest.mark.stack
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Headless, as root, on a machine with no route out: no sandbox and no background calls to Google.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(deployment, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(30_000)
+        opened = context.new_page()
+        try:
+            yield opened
+        finally:
+            # The last thing the browser showed, pass or fail (a failure's evidence).
+            opened.screenshot(path=str(deployment.artifacts / "browser-last-page.png"), full_page=True)
+            browser.close()
+
+
+def test_log_in_open_claims_cdc_trigger_a_run_and_see_it_succeed(deployment, page):
+    from playwright.sync_api import expect
+
+    page.goto(deployment.ui_url, wait_until="networkidle")
+    page.get_by_label("Username").fill(deployment.user)
+    page.get_by_label("Password").fill(deployment.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Dags").first).to_be_visible()  # the signed-in navigation
+
+    page.goto(f"{deployment.ui_url}/dags/claims_cdc", wait_until="networkidle")
+    expect(page.get_by_role("heading", name="claims_cdc")).to_be_visible()
+    expect(page.get_by_text("@continuous")).to_be_visible()
+
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_text("Trigger Dag - claims_cdc")).to_be_visible()
+    # Every Param shows its title and description in the form.
+    params = deployment.api("/dags/claims_cdc/details")["params"]
+    assert set(params) == {"max_records", "sensor_timeout"}
+    for param in params.values():
+        expect(form.get_by_text(param["schema"]["title"]).first).to_be_visible()
+        expect(form.get_by_text(param["description"]).first).to_be_visible()
+    form.get_by_role("spinbutton").nth(1).fill("90")  # seconds to wait for records
+    page.screenshot(path=str(deployment.artifacts / "browser-trigger-form.png"))
+    before = {r["dag_run_id"] for r in deployment.api("/dags/claims_cdc/dagRuns?limit=100")["dag_runs"]}
+    form.get_by_role("button", name="Trigger", exact=True).click()
+
+    run = _wait_for_new_manual_run(deployment, before)
+    assert run["conf"].get("sensor_timeout") == 90
+    run_path = f"/dags/claims_cdc/dagRuns/{run['dag_run_id']}"
+
+    # Queued behind the continuous run in progress (max_active_runs=1). Once it runs, it alone reads the
+    # stream: a claim written now is this run's work.
+    _wait_for_state(deployment, run_path, {"running"}, seconds=180)
+    claim_id = f"BROWSER-{int(time.time())}"
+    deployment.dynamodb_table().put_item(Item={"claim_id": claim_id, "claimStatus": "Submitted"})
+    assert _wait_for_state(deployment, run_path, {"success", "failed"}, seconds=180) == "success"
+    merged = deployment.api(f"{run_path}/taskInstances/merged_counts")
+    assert merged["state"] == "success"
+    with deployment.snowflake() as snow:
+        cursor = snow.connection.cursor()
+        cursor.execute("SELECT claimStatus FROM CDC_DB.CDC_SCHEMA.openflow_insclaim_dest_tbl WHERE claimId = ?",
+                       [claim_id])
+        assert cursor.fetchall() == [("Submitted",)]
+
+    page.goto(f"{deployment.ui_url}/dags/claims_cdc/runs/{run['dag_run_id']}", wait_until="networkidle")
+    expect(page.get_by_text("success").first).to_be_visible()
+    page.screenshot(path=str(deployment.artifacts / "browser-run-succeeded.png"), full_page=True)
+    assert (deployment.artifacts / "browser-run-succeeded.png").stat().st_size > 10_000
+
+
+def _wait_for_state(deployment, run_path: str, states: set[str], seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    state = None
+    while time.monotonic() < deadline:
+        state = deployment.api(run_path)["state"]
+        if state in states:
+            return state
+        time.sleep(1)
+    pytest.fail(f"the run stayed {state!r}, not {sorted(states)}, for {seconds:.0f}s")
+
+
+def _wait_for_new_manual_run(deployment, before: set[str]) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for run in deployment.api("/dags/claims_cdc/dagRuns?limit=100")["dag_runs"]:
+            if run["dag_run_id"] not in before and run["run_type"] == "manual":
+                return run
+        time.sleep(1)
+    pytest.fail("the UI's Trigger button created no manual run")
