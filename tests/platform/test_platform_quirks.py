@@ -123,3 +123,23 @@ def test_moto_resharding_differs_from_aws_until_patched(monkeypatch):
     parent, landed_on = _reshard_probe(monkeypatch)
     # As on AWS: the parent keeps its own record only, and new records go to an open child.
     assert (parent, landed_on) == ([b"old"], "shardId-000000000001")
+
+
+def test_soft_fail_sensor_turns_an_airflow_exception_on_resume_into_a_skip_with_its_own_message():
+    """Workaround: claims_cdc.sensors raises KinesisTriggerError (a RuntimeError) for the trigger's error
+    event, so it fails and retries instead of being skipped, and logs the timeout's reason itself."""
+    from airflow.sdk import BaseSensorOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+    class Probe(BaseSensorOperator):
+        def poke(self, context):
+            return False
+
+        def execute_complete(self, context, event=None):
+            raise AirflowException("the trigger failed: Kinesis unreachable")
+
+    probe = Probe(task_id="probe", soft_fail=True)
+    with pytest.raises(AirflowSkipException) as skipped:
+        probe.resume_execution("execute_complete", {"event": {}}, {})
+    assert "Kinesis unreachable" not in str(skipped.value)
+    assert "soft_fail" in str(skipped.value)
