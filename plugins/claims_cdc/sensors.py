@@ -46,10 +46,14 @@ class KinesisStreamRecordsSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.timeout_param = timeout_param
 
-    def execute(self, context: Any) -> Any:
+    def _apply_timeout_param(self, context: Any) -> None:
+        """The run's Param wins over the operator's default (also on resume, which builds a new instance)."""
         params = context.get("params") or {}
         if self.timeout_param and params.get(self.timeout_param) is not None:
             self.timeout = float(params[self.timeout_param])
+
+    def execute(self, context: Any) -> Any:
+        self._apply_timeout_param(context)
         if not self.deferrable:
             return super().execute(context)
         if self.poke(context):
@@ -62,6 +66,7 @@ class KinesisStreamRecordsSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        self._apply_timeout_param(context)
         status = (event or {}).get("status")
         looks = (event or {}).get("looks")
         if status == "records":

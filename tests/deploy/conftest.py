@@ -1,5 +1,7 @@
 """A running deployment, started the way `make up` starts it: the local stack plus Airflow's api-server,
 scheduler, dag-processor and triggerer, with claims_cdc unpaused and micro-batching on its own.
+Module-scoped, so it stops when its module ends (tests/ has no packages: a "package" fixture would
+live, polling, until the session's end).
 
 It runs as a separate process tree on its own free ports under .local/test-deploy, so it never shares a
 database or a stream with the session's test stack (whose tests run dag.test() on their own).
@@ -94,7 +96,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
     from claims_cdc.local import stack as local_stack
 

@@ -136,6 +136,12 @@ def test_sensor_resumes_skipped_on_timeout_and_failed_on_error():
     assert sensor.execute_complete({}, {"status": "records", "looks": 3}) is None
     with pytest.raises(AirflowSkipException):
         sensor.resume_execution("execute_complete", {"event": {"status": "timeout", "looks": 5}}, {})
+    # The reason logged names the run's own timeout (the Param), not the operator's default.
+    resumed = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=600, poke_interval=1)
+    with pytest.raises(AirflowSkipException):
+        resumed.resume_execution("execute_complete", {"event": {"status": "timeout", "looks": 2}},
+                                 {"params": {"sensor_timeout": 3}})
+    assert resumed.timeout == 3
     # An error is not "no records": it must fail (and retry), not hide behind soft_fail as a skip.
     with pytest.raises(KinesisTriggerError, match="ExpiredToken"):
         sensor.resume_execution("execute_complete", {"event": {"status": "error", "error": "ExpiredToken"}}, {})
