@@ -15,7 +15,8 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 
 Runs follow `CDC_SCHEDULE` (default `@continuous`: a new run starts as soon as the last one ends, one at a
 time). Replay and backfill are DAG runs: every step is idempotent, so clearing or re-running a run is safe.
-A run that fails holds nothing back for long: the next run reads from the same committed checkpoints.
+A failed run loses nothing: the next run reads from the same committed checkpoints. After five failed
+runs in a row the DAG pauses itself (`max_consecutive_failed_dag_runs`); unpause it once the cause is fixed.
 Records never travel through XCom (ids, positions and counts only), and no task logs claim content.
 """
 
@@ -49,6 +50,9 @@ def _task_started_at():
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    # Under @continuous a failing run is followed at once by the next: after five failed runs in a row
+    # (each with its tasks' retries spent) the DAG pauses itself instead of looping, and waits for a person.
+    max_consecutive_failed_dag_runs=5,
     doc_md=__doc__,
     tags=["cdc", "dynamodb", "kinesis", "snowflake", "phi"],
     default_args={

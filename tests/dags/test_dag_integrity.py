@@ -50,6 +50,7 @@ def test_runs_continuously_one_at_a_time_by_default(dagbag):
     dag = dagbag.get_dag("claims_cdc")
     assert type(dag.timetable).__name__ == "ContinuousTimetable"
     assert dag.max_active_runs == 1
+    assert dag.max_consecutive_failed_dag_runs == 5  # a failing pipeline pauses instead of looping
 
 
 def test_the_sensor_defers_to_the_triggerer_by_default(dagbag):

@@ -60,6 +60,8 @@ def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
         ({"CDC_MAPPING_PATH": "/nowhere.json"}, "CDC_MAPPING_PATH='/nowhere.json' is not a file"),
         ({"CDC_FAIL_ON_MISMATCH": "maybe"}, "CDC_FAIL_ON_MISMATCH='maybe' is not a boolean"),
         ({"CDC_SNOWFLAKE_EMULATOR": "duckdb"}, "CDC_SNOWFLAKE_EMULATOR='duckdb' must be empty or 'fakesnow'"),
+        ({"CDC_SCHEDULE": "every minute"}, "CDC_SCHEDULE='every minute' must be @continuous, none, a preset"),
+        ({"CDC_SENSOR_MODE": "async"}, "CDC_SENSOR_MODE='async' must be one of deferrable, reschedule, poke"),
     ],
 )
 def test_bad_settings_fail_early_naming_the_variable(env, message):
@@ -75,3 +77,11 @@ def test_defaults_are_the_seed_names():
         "CDC_DB", "CDC_SCHEMA", "CDC_WH", "CDC_RL")
     assert settings.dest_table == "openflow_insclaim_dest_tbl"
     assert isinstance(settings.max_records, int) and isinstance(settings.poke_interval, float)
+
+
+@pytest.mark.parametrize(
+    ("raw", "schedule"),
+    [(None, "@continuous"), ("none", None), ("Manual", None), ("*/5 * * * *", "*/5 * * * *"), ("@hourly", "@hourly")],
+)
+def test_schedule_setting(raw, schedule):
+    assert load_settings({} if raw is None else {"CDC_SCHEDULE": raw}).schedule == schedule
