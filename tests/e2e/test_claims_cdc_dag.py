@@ -140,3 +140,27 @@ def test_malformed_record_is_kept_with_its_reason_and_does_not_block_the_shard(s
     assert rejected == [("record data is not JSON", "{not json")]
     # The shard moved past both records: a second run finds nothing and skips.
     assert set(task_states(run_dag(sensor_timeout=2)).values()) == {"skipped"}
+
+
+def test_a_record_that_arrives_while_the_sensor_waits_is_read_by_that_same_run(settings, snow, clean_pipeline):
+    """The extract is bounded by its own start, not the run's: what woke the deferred sensor is read now,
+    not left for the next run (which, under @continuous, would cost a whole extra run of latency)."""
+    import threading
+    import time
+
+    claim = {"claim_id": "CLM-LATE", "claimStatus": "Submitted", "totalCharge": Decimal(10)}
+
+    def put_while_waiting():
+        time.sleep(4)  # the run has started and its sensor is waiting in the (in-line) trigger
+        aws.kinesis_client(settings).put_record(
+            StreamName=settings.kinesis_stream, PartitionKey="CLM-LATE",
+            Data=kinesis_doc("INSERT", claim, int(time.time() * 1_000_000), str(uuid.uuid4())))
+
+    writer = threading.Thread(target=put_while_waiting)
+    writer.start()
+    dag_run = run_dag(sensor_timeout=60)
+    writer.join()
+
+    assert dag_run.state == "success"
+    assert task_states(dag_run)["merged_counts"] == "success"
+    assert destination(snow, settings) == {"CLM-LATE": ("INSERT", "Submitted")}
