@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,18 +19,12 @@ sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from claims_cdc.local import stack as local_stack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from helpers import free_port
 
 STACK = local_stack.StackConfig(
     state_dir=ROOT / ".local" / "test-stack",
-    moto_port=_free_port(),
-    fakesnow_port=_free_port(),
+    moto_port=free_port(),
+    fakesnow_port=free_port(),
     shards=2,
     forwarder=False,  # started per test by the `forwarder` fixture
 )

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 from typing import Any
 
 from claims_cdc.transform import change_order
 
 SEED_COLUMNS_SQL = "claimId, eventName, claimStatus, cdc_change_order"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def row(claim_id: str, event: str, micros: int, sequence: str = "1", status: str = "Submitted",

@@ -18,20 +18,14 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from claims_cdc.settings import PROJECT_ROOT as ROOT
+from helpers import free_port
 
 
 @dataclass(frozen=True)
@@ -68,13 +62,18 @@ class Deployment:
         finally:
             os.environ[key] = saved
 
+    @cached_property
+    def _token(self) -> str:
+        """One login for the module's API calls (tests poll the API every second)."""
+        return _post_json(f"{self.ui_url}/auth/token",
+                          {"username": self.user, "password": self.password})["access_token"]
+
     def api(self, path: str, method: str = "GET", body: dict | None = None) -> Any:
         """Airflow's REST API (v2), logged in as the local user."""
-        token = _post_json(f"{self.ui_url}/auth/token", {"username": self.user, "password": self.password})
         request = urllib.request.Request(
             f"{self.ui_url}/api/v2{path}", method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token['access_token']}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
@@ -104,9 +103,9 @@ def deployment() -> Iterator[Deployment]:
     env = {
         **os.environ,
         "CDC_STATE_DIR": str(state),
-        "CDC_MOTO_PORT": str(_free_port()),
-        "CDC_FAKESNOW_PORT": str(_free_port()),
-        "CDC_API_PORT": str(_free_port()),
+        "CDC_MOTO_PORT": str(free_port()),
+        "CDC_FAKESNOW_PORT": str(free_port()),
+        "CDC_API_PORT": str(free_port()),
         "CDC_FORWARDER": "on",
         "PYTHONPATH": str(ROOT / "plugins"),
     }
