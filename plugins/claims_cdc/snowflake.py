@@ -10,13 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
-from claims_cdc.sql import Statement
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One named statement of ``include/sql``, rendered (:mod:`claims_cdc.sql` builds them)."""
+
+    name: str
+    text: str
+    #: Why real Snowflake alone can run it, or None.
+    snowflake_only: str | None
 
 
 class ClaimsSnowflakeHook(SnowflakeHook):

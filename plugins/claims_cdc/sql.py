@@ -8,7 +8,6 @@ comment says ``-- snowflake-only: <why>`` is skipped on the local emulator, and 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import jinja2
 
 from claims_cdc.mapping import Mapping
 from claims_cdc.settings import INCLUDE_DIR, Settings
+from claims_cdc.snowflake import Statement
 from claims_cdc.transform import CDC_COLUMNS
 
 SQL_DIR = INCLUDE_DIR / "sql"
@@ -24,14 +24,6 @@ _ONLY = re.compile(r"^--\s*snowflake-only:\s*(.+)$", re.MULTILINE)
 
 #: Pipeline columns carried to the destination after the mapped ones.
 DEST_EXTRA_COLUMNS = (*CDC_COLUMNS, "cdc_batch_id", "cdc_loaded_at", "cdc_merge_id")
-
-
-@dataclass(frozen=True)
-class Statement:
-    name: str
-    text: str
-    #: Why real Snowflake alone can run it, or None.
-    snowflake_only: str | None
 
 
 def parse(source: str) -> dict[str, tuple[str, str | None]]:

@@ -97,7 +97,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    from claims_cdc.local import stack as local_stack
+    from claims_cdc_dev import stack as local_stack
 
     state = ROOT / ".local" / "test-deploy"
     env = {
@@ -107,9 +107,10 @@ def deployment() -> Iterator[Deployment]:
         "CDC_FAKESNOW_PORT": str(free_port()),
         "CDC_API_PORT": str(free_port()),
         "CDC_FORWARDER": "on",
-        "PYTHONPATH": str(ROOT / "plugins"),
+        # The local tools need dev/ too; the stack gives Airflow's own processes plugins/ alone.
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dev")]),
     }
-    command = [sys.executable, "-m", "claims_cdc.local.stack"]
+    command = [sys.executable, "-m", "claims_cdc_dev.stack"]
     started = subprocess.run([*command, "up", "--airflow"], env=env, cwd=ROOT, capture_output=True, text=True,
                              timeout=600, check=False)
     if started.returncode != 0:

@@ -162,7 +162,6 @@ def test_log_in_open_claims_cdc_trigger_a_run_and_see_it_succeed(deployment, pag
     page.goto(f"{deployment.ui_url}/dags/claims_cdc/runs/{run['dag_run_id']}", wait_until="networkidle")
     expect(page.get_by_text("success").first).to_be_visible()
     page.screenshot(path=str(deployment.artifacts / "browser-run-succeeded.png"), full_page=True)
-    assert (deployment.artifacts / "browser-run-succeeded.png").stat().st_size > 10_000
 
 
 def _wait_for_state(deployment, run_path: str, states: set[str], seconds: float) -> str:

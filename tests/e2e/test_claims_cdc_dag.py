@@ -9,7 +9,8 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from claims_cdc import aws, generator
+from claims_cdc import aws
+from claims_cdc_dev import generator
 from helpers import count, destination, kinesis_doc, query, run_dag, table, task_states, wait_for_stream
 
 pytestmark = pytest.mark.stack
@@ -25,7 +26,7 @@ def test_seed_scenario_under_duplicated_and_reordered_delivery(settings, snow, c
 
 def _seed_scenario(settings, snow):
     claims = generator.claims_table(settings.aws_conn_id, settings.dynamodb_table)
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
 
     ids = generator.ingest(claims, 20, seed=1)
     wait_for_stream(kinesis, settings.kinesis_stream, 20, settle=True)
@@ -84,7 +85,7 @@ def test_claim_written_with_plain_boto3_lands_with_every_mapped_column(settings,
     dynamodb = boto3.resource("dynamodb", endpoint_url=stack.endpoint, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
     dynamodb.Table(settings.dynamodb_table).put_item(Item=claim)
-    wait_for_stream(aws.kinesis_client(settings), settings.kinesis_stream, 1)
+    wait_for_stream(aws.kinesis_client(settings.aws_conn_id), settings.kinesis_stream, 1)
 
     assert run_dag().state == "success"
 
@@ -127,7 +128,7 @@ def test_run_on_an_idle_stream_ends_skipped_not_failed(settings, snow, clean_pip
 
 
 def test_malformed_record_is_kept_with_its_reason_and_does_not_block_the_shard(settings, snow, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     claim = {"claim_id": "CLM-GOOD", "claimStatus": "Submitted", "totalCharge": Decimal(10)}
     kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-GOOD", Data=b"{not json")
     kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-GOOD",
@@ -152,7 +153,7 @@ def test_a_record_that_arrives_while_the_sensor_waits_is_read_by_that_same_run(s
 
     def put_while_waiting():
         time.sleep(4)  # the run has started and its sensor is waiting in the (in-line) trigger
-        aws.kinesis_client(settings).put_record(
+        aws.kinesis_client(settings.aws_conn_id).put_record(
             StreamName=settings.kinesis_stream, PartitionKey="CLM-LATE",
             Data=kinesis_doc("INSERT", claim, int(time.time() * 1_000_000), str(uuid.uuid4())))
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from claims_cdc.local.forwarder import Chaos
+from claims_cdc_dev.forwarder import Chaos
 
 
 def records(n):

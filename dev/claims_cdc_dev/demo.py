@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from claims_cdc import generator
 from claims_cdc.settings import load_settings
 from claims_cdc.snowflake import session
+from claims_cdc_dev import generator
 
 # The seed's verification queries, verbatim (the local stack uses the seed's table names).
 SEED_COLUMNS = """select

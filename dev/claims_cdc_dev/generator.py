@@ -1,8 +1,8 @@
 """The seed's claims generator (``python3 ingest_med_claims.py 20``) as a command-line tool.
 
-    python -m claims_cdc.generator ingest 20           # write 20 new claims
-    python -m claims_cdc.generator set-status --from "In Review" --to Rejected   # change one claim
-    python -m claims_cdc.generator delete CLAIM_ID     # delete one claim
+    python -m claims_cdc_dev.generator ingest 20           # write 20 new claims
+    python -m claims_cdc_dev.generator set-status --from "In Review" --to Rejected   # change one claim
+    python -m claims_cdc_dev.generator delete CLAIM_ID     # delete one claim
 
 Items carry realistic *fake* values (Faker). Writes go through the Amazon provider's DynamoDBHook, so the
 tool reaches moto or AWS depending on the ``aws_default`` connection. Prints claim ids and counts only.

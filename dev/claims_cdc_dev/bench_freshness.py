@@ -36,7 +36,7 @@ def write_claim(table: Any, claim_id: str, seed: int) -> None:
     """Write one fake claim (the generator's shape) under ``claim_id``."""
     from faker import Faker
 
-    from claims_cdc.generator import make_claim
+    from claims_cdc_dev.generator import make_claim
 
     rng = random.Random(seed)
     fake = Faker("en_US")

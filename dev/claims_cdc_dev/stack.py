@@ -1,15 +1,16 @@
 """The local stack: moto (AWS) and fakesnow (Snowflake) servers, the DynamoDB-to-Kinesis forwarder,
 provisioning, and ``.local/stack.env`` for Airflow.
 
-    python -m claims_cdc.local.stack up      # start clean (CDC_KEEP_STATE=1 keeps .local state)
-    python -m claims_cdc.local.stack up --airflow   # ... plus Airflow: api-server (UI), scheduler,
+    PYTHONPATH=plugins:dev python -m claims_cdc_dev.stack up      # start clean (CDC_KEEP_STATE=1 keeps .local state)
+    python -m claims_cdc_dev.stack up --airflow   # ... plus Airflow: api-server (UI), scheduler,
                                                     # dag-processor, triggerer; claims_cdc unpaused
-    python -m claims_cdc.local.stack down
-    python -m claims_cdc.local.stack status
-    python -m claims_cdc.local.stack provision   # only create the table, stream and Snowflake objects,
+    python -m claims_cdc_dev.stack down
+    python -m claims_cdc_dev.stack status
+    python -m claims_cdc_dev.stack provision   # only create the table, stream and Snowflake objects,
                                                  # on whatever the environment's connections point at
 
-Everything binds to 127.0.0.1 and lives under ``.local/`` (git-ignored). ``CDC_FORWARDER=off`` starts
+Airflow's processes get ``plugins/`` alone on their path, as a production deployment would; only the
+stand-ins and tools (moto, fakesnow, the forwarder) also get ``dev/``. Everything binds to 127.0.0.1 and lives under ``.local/`` (git-ignored). ``CDC_FORWARDER=off`` starts
 the stack without the forwarder, for tests that write Kinesis records themselves;
 ``CDC_CHAOS_DUPLICATE_RATE`` and ``CDC_CHAOS_REORDER_RATE`` (0..1) make it duplicate and reorder
 deliveries as Kinesis may; ``CDC_SHARDS`` sets
@@ -33,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claims_cdc.settings import PROJECT_ROOT
+
+#: This folder's root on sys.path: the local tools are importable as ``claims_cdc_dev``.
+DEV_DIR = PROJECT_ROOT / "dev"
 
 REGION = "us-east-1"
 #: Dummy credentials: moto accepts any; real ones never belong in this file.
@@ -147,6 +151,11 @@ def _wait_for_port(port: int, name: str, log: Path, seconds: float = 30) -> None
         time.sleep(0.1)
     tail = log.read_text()[-2000:] if log.exists() else ""
     raise SystemExit(f"{name} did not listen on 127.0.0.1:{port} within {seconds:.0f}s; see {log}\n{tail}")
+
+
+def tool_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a local tool (moto, fakesnow, the forwarder): ``dev/`` joins the pipeline's path."""
+    return {**env, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(DEV_DIR)])}
 
 
 def _start(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> None:
@@ -274,7 +283,7 @@ def _unpause(cfg: StackConfig, env: dict[str, str], seconds: float = 180) -> Non
 def start_forwarder(cfg: StackConfig, env: dict[str, str], duplicate_rate: float | None = None,
                     reorder_rate: float | None = None) -> None:
     """Start the forwarder; chaos rates default to CDC_CHAOS_DUPLICATE_RATE / CDC_CHAOS_REORDER_RATE."""
-    argv = [sys.executable, "-m", "claims_cdc.local.forwarder", "--table", cfg.table, "--stream", cfg.stream,
+    argv = [sys.executable, "-m", "claims_cdc_dev.forwarder", "--table", cfg.table, "--stream", cfg.stream,
             "--state-file", str(cfg.state_dir / "forwarder.json"),
             "--duplicate-rate", str(duplicate_rate if duplicate_rate is not None
                                     else float(os.getenv("CDC_CHAOS_DUPLICATE_RATE") or 0)),
@@ -282,7 +291,7 @@ def start_forwarder(cfg: StackConfig, env: dict[str, str], duplicate_rate: float
                                   else float(os.getenv("CDC_CHAOS_REORDER_RATE") or 0))]
     if os.getenv("CDC_CHAOS_SEED"):
         argv += ["--chaos-seed", os.environ["CDC_CHAOS_SEED"]]
-    _start(cfg, "forwarder", argv, {**os.environ, **env})
+    _start(cfg, "forwarder", argv, tool_env({**os.environ, **env}))
 
 
 def stop_forwarder(cfg: StackConfig) -> None:
@@ -323,13 +332,23 @@ def provision_snowflake(env: dict[str, str]) -> list[str]:
         return warehouse.run_setup(snow, settings, load_mapping(settings.mapping_path))
 
 
-def migrate_airflow(env: dict[str, str], log: Path) -> None:
+def start_airflow_migration(env: dict[str, str], log: Path) -> subprocess.Popen | None:
+    """Start ``airflow db migrate`` in the background (it takes about as long as the servers' start-up and
+    needs none of them); None when the database already exists. Wait for it with :func:`finish_migration`."""
     home = Path(env["AIRFLOW_HOME"])
+    if (home / "airflow.db").exists():
+        return None
     home.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).with_name("airflow")
     with log.open("ab") as out:
-        subprocess.run([str(airflow), "db", "migrate"], env={**os.environ, **env}, check=True, stdout=out,
-                       stderr=subprocess.STDOUT)
+        return subprocess.Popen([str(airflow), "db", "migrate"], env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def finish_migration(migration: subprocess.Popen | None, log: Path) -> None:
+    if migration is not None and migration.wait(timeout=600) != 0:
+        raise SystemExit(f"`airflow db migrate` failed (exit {migration.returncode}); see {log}")
 
 
 def write_env_file(cfg: StackConfig, env: dict[str, str]) -> None:
@@ -358,26 +377,32 @@ def up(cfg: StackConfig, keep_state: bool = False, airflow: bool = False) -> dic
     env = connection_env(cfg)
     if airflow:
         env.update(airflow_env(cfg))
-    child_env = {**os.environ, **env}
-    _start(cfg, "moto", [sys.executable, "-m", "claims_cdc.local.moto_server", "-H", "127.0.0.1", "-p",
-                         str(cfg.moto_port)], child_env)
-    _start(
-        cfg,
-        "fakesnow",
-        [sys.executable, "-m", "claims_cdc.local.fakesnow_server", "--port", str(cfg.fakesnow_port),
-         "--db-path", str(cfg.state_dir / "fakesnow")],
-        child_env,
-    )
-    _wait_for_port(cfg.moto_port, "moto", cfg.log_dir / "moto.log")
-    _wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
-    provision_aws(cfg, env)
-    skipped = provision_snowflake(env)
-    if skipped:
-        print(f"setup.sql: skipped on fakesnow (real Snowflake only): {', '.join(skipped)}")
-    if cfg.forwarder:
-        start_forwarder(cfg, env)
-    if not (Path(env["AIRFLOW_HOME"]) / "airflow.db").exists():
-        migrate_airflow(env, cfg.log_dir / "airflow-migrate.log")
+    migration_log = cfg.log_dir / "airflow-migrate.log"
+    migration = start_airflow_migration(env, migration_log)
+    try:
+        child_env = tool_env({**os.environ, **env})
+        _start(cfg, "moto", [sys.executable, "-m", "claims_cdc_dev.moto_server", "-H", "127.0.0.1", "-p",
+                             str(cfg.moto_port)], child_env)
+        _start(
+            cfg,
+            "fakesnow",
+            [sys.executable, "-m", "claims_cdc_dev.fakesnow_server", "--port", str(cfg.fakesnow_port),
+             "--db-path", str(cfg.state_dir / "fakesnow")],
+            child_env,
+        )
+        _wait_for_port(cfg.moto_port, "moto", cfg.log_dir / "moto.log")
+        _wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
+        provision_aws(cfg, env)
+        skipped = provision_snowflake(env)
+        if skipped:
+            print(f"setup.sql: skipped on fakesnow (real Snowflake only): {', '.join(skipped)}")
+        if cfg.forwarder:
+            start_forwarder(cfg, env)
+    except BaseException:
+        if migration is not None:
+            migration.kill()  # nothing half-done left running
+        raise
+    finish_migration(migration, migration_log)
     write_env_file(cfg, env)
     if airflow:
         try:
@@ -419,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Airflow UI: {cfg.ui_url}  (login {UI_USER} / {UI_PASSWORD}); claims_cdc is unpaused and "
                   "micro-batching. Logs: " + str(cfg.log_dir))
             print("write claims:  set -a; . .local/stack.env; set +a; "
-                  "PYTHONPATH=plugins .venv/bin/python -m claims_cdc.generator ingest 10")
+                  "PYTHONPATH=plugins:dev .venv/bin/python -m claims_cdc_dev.generator ingest 10")
             print("stop:          make down")
         else:
             print(f"next: source {cfg.env_file} && .venv/bin/airflow dags test claims_cdc")
