@@ -86,13 +86,17 @@ def _task_started_at():
 def claims_cdc():
     waiting = KinesisStreamRecordsSensor(
         task_id="stream_has_records",
-        timeout=SETTINGS.sensor_timeout,
+        settings=SETTINGS,
+        stream_name=SETTINGS.kinesis_stream,
+        aws_conn_id=SETTINGS.aws_conn_id,
+        snowflake_conn_id=SETTINGS.snowflake_conn_id,
+        timeout="{{ params.sensor_timeout }}",
         poke_interval=SETTINGS.poke_interval,
         deferrable=SETTINGS.sensor_mode == "deferrable",
         mode="reschedule" if SETTINGS.sensor_mode == "reschedule" else "poke",
         doc_md="Looks for records after each shard's checkpoint without consuming them. Deferrable by "
-        "default (`CDC_SENSOR_MODE`): the triggerer polls Kinesis every `CDC_POKE_INTERVAL` seconds. "
-        "Ends as *skipped* when nothing arrives within the run's `sensor_timeout`.",
+        "default (`CDC_SENSOR_MODE`): the checkpoints are read once, then the triggerer polls Kinesis every "
+        "`CDC_POKE_INTERVAL` seconds. Ends as *skipped* when nothing arrives within the run's `sensor_timeout`.",
     )
 
     @task(execution_timeout=timedelta(minutes=15))

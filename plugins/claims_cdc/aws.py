@@ -1,26 +1,28 @@
 """AWS access, all through the Amazon provider's hooks (endpoint, region and credentials come from the
-Airflow connection, so the same code reaches moto locally and AWS in production)."""
+Airflow connection, so the same code reaches moto locally and AWS in production).
+
+Clients take the connection id, not the settings, so that the trigger (which knows only its own
+arguments) builds them the same way as the tasks.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from claims_cdc.settings import Settings
 
-
-def kinesis_client(settings: Settings) -> Any:
+def kinesis_client(aws_conn_id: str | None) -> Any:
     from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
 
-    return KinesisHook(aws_conn_id=settings.aws_conn_id).get_conn()
+    return KinesisHook(aws_conn_id=aws_conn_id).get_conn()
 
 
-def dynamodb_client(settings: Settings) -> Any:
+def dynamodb_client(aws_conn_id: str | None) -> Any:
     from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 
-    return DynamoDBHook(aws_conn_id=settings.aws_conn_id).conn.meta.client
+    return DynamoDBHook(aws_conn_id=aws_conn_id).conn.meta.client
 
 
-def dynamodb_item_count(settings: Settings) -> int:
+def dynamodb_item_count(aws_conn_id: str | None, table_name: str) -> int:
     """The table's exact item count: a paginated Scan with Select=COUNT (DescribeTable's is ~6 h stale)."""
-    paginator = dynamodb_client(settings).get_paginator("scan")
-    return sum(page["Count"] for page in paginator.paginate(TableName=settings.dynamodb_table, Select="COUNT"))
+    paginator = dynamodb_client(aws_conn_id).get_paginator("scan")
+    return sum(page["Count"] for page in paginator.paginate(TableName=table_name, Select="COUNT"))

@@ -47,7 +47,7 @@ def stream_has_records(settings: Settings, checkpoints: dict[str, Checkpoint] | 
     """
     if checkpoints is None:
         checkpoints = stored_checkpoints(settings)
-    return has_records(aws.kinesis_client(settings), settings.kinesis_stream, checkpoints)
+    return has_records(aws.kinesis_client(settings.aws_conn_id), settings.kinesis_stream, checkpoints)
 
 
 def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: d
     if max_records < 1:
         raise ConfigError(f"max_records={max_records} must be at least 1")
     checkpoints = stored_checkpoints(settings)
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     try:
         check_retention(kinesis, settings.kinesis_stream, checkpoints)
     except CheckpointGap as gap:
@@ -133,7 +133,7 @@ def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> 
 
 def reconcile(settings: Settings, dag_run_id: str) -> dict[str, Any]:
     """Compare the destination's row count with DynamoDB's exact item count, and record it."""
-    dynamodb_count = aws.dynamodb_item_count(settings)
+    dynamodb_count = aws.dynamodb_item_count(settings.aws_conn_id, settings.dynamodb_table)
     with _snowflake(settings) as snow:
         result = warehouse.record_reconciliation(
             snow, settings, mapping_for(settings), dag_run_id=dag_run_id, dynamodb_count=dynamodb_count

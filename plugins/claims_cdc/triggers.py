@@ -1,61 +1,92 @@
 """The trigger behind the deferrable sensor: it waits in the triggerer, holding no worker slot.
 
-It reads each shard's position from the Snowflake checkpoints once, when it starts (again if the
-triggerer restarts it), then only looks at Kinesis every ``poke_interval`` seconds. It never consumes a
-record and never moves a checkpoint: the run's tasks do that. Polling Kinesis alone keeps a waiting run
-from holding a Snowflake warehouse awake.
+It is handed each shard's position (read from the Snowflake checkpoints by the sensor, once, before it
+defers) and only looks at Kinesis every ``poke_interval`` seconds, through the Amazon provider's
+KinesisHook. So the triggerer needs the AWS connection and nothing else: no Snowflake connection, no
+warehouse kept awake by a waiting run. It never consumes a record and never moves a checkpoint: the
+run's tasks do that.
 
 Events carry a status and counts, never record content:
 
-- ``{"status": "records"}``: a shard has a record after its checkpoint.
-- ``{"status": "timeout"}``: none within ``timeout`` seconds of the deferral.
-- ``{"status": "error", "error": ...}``: Kinesis or Snowflake failed; the sensor fails, so the task retries.
+- ``{"status": "records", "looks": n}``: a shard has a record after its checkpoint.
+- ``{"status": "timeout", "looks": n}``: none by ``deadline``.
+- ``{"status": "error", "error": ..., "looks": n}``: Kinesis failed; the sensor fails, so the task retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from claims_cdc.settings import Settings, load_settings
+from claims_cdc.aws import kinesis_client
+from claims_cdc.kinesis_reader import Checkpoint, has_records
 
-if TYPE_CHECKING:
-    from claims_cdc.kinesis_reader import Checkpoint
+#: The event statuses the trigger fires, and so the only ones the sensor accepts when it resumes.
+EVENT_STATUSES = ("records", "timeout", "error")
+
+
+def checkpoints_to_json(checkpoints: Mapping[str, Checkpoint]) -> dict[str, dict[str, Any]]:
+    """What the trigger needs of each checkpoint (its position and whether the shard is retired), as JSON."""
+    return {shard: {"sequence_number": c.sequence_number, "closed": c.closed} for shard, c in checkpoints.items()}
+
+
+def checkpoints_from_json(doc: Mapping[str, Mapping[str, Any]]) -> dict[str, Checkpoint]:
+    return {shard: Checkpoint(shard, c["sequence_number"], bool(c["closed"])) for shard, c in doc.items()}
 
 
 class KinesisRecordsTrigger(BaseTrigger):
-    """Fires once a shard of the stream has a record after its stored checkpoint, or at ``deadline``.
+    """Fires once a shard of the stream has a record after the given checkpoints, or at ``deadline``.
 
-    :param poke_interval: seconds between two looks at Kinesis.
+    :param stream_name: the Kinesis stream to look at.
+    :param checkpoints: each shard's stored position, as :func:`checkpoints_to_json` writes it.
     :param deadline: Unix time (seconds) at which to give up and fire ``timeout``.
+    :param aws_conn_id: the Airflow connection for AWS (endpoint, region, credentials).
+    :param poke_interval: seconds between two looks at Kinesis.
     """
 
-    def __init__(self, *, poke_interval: float, deadline: float) -> None:
+    def __init__(
+        self,
+        *,
+        stream_name: str,
+        checkpoints: Mapping[str, Mapping[str, Any]],
+        deadline: float,
+        aws_conn_id: str | None = "aws_default",
+        poke_interval: float = 2.0,
+    ) -> None:
         super().__init__()
-        self.poke_interval = float(poke_interval)
+        self.stream_name = stream_name
+        self.checkpoints = {shard: dict(c) for shard, c in checkpoints.items()}
         self.deadline = float(deadline)
+        self.aws_conn_id = aws_conn_id
+        self.poke_interval = float(poke_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"poke_interval": self.poke_interval, "deadline": self.deadline},
+            {
+                "stream_name": self.stream_name,
+                "checkpoints": self.checkpoints,
+                "deadline": self.deadline,
+                "aws_conn_id": self.aws_conn_id,
+                "poke_interval": self.poke_interval,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         looks = 0
         try:
-            settings = load_settings()
-            # Blocking work (imports, boto3, the Snowflake connector) runs in a thread: the triggerer's
-            # event loop is shared with every other trigger.
-            checkpoints = await asyncio.to_thread(_stored_checkpoints, settings)
-            self.log.info("waiting for records after the checkpoints of %d shard(s)", len(checkpoints))
+            checkpoints = checkpoints_from_json(self.checkpoints)
+            # Blocking work (boto3) runs in a thread: the triggerer's event loop is shared with every trigger.
+            kinesis = await asyncio.to_thread(kinesis_client, self.aws_conn_id)
+            self.log.info("waiting for records in %s after the checkpoints of %d shard(s)", self.stream_name,
+                          len(checkpoints))
             while True:
                 looks += 1
-                if await asyncio.to_thread(_stream_has_records, settings, checkpoints):
+                if await asyncio.to_thread(has_records, kinesis, self.stream_name, checkpoints):
                     self.log.info("records found after %d look(s)", looks)
                     yield TriggerEvent({"status": "records", "looks": looks})
                     return
@@ -68,14 +99,3 @@ class KinesisRecordsTrigger(BaseTrigger):
             self.log.exception("looking for records failed")
             yield TriggerEvent({"status": "error", "error": f"{type(error).__name__}: {error}", "looks": looks})
 
-
-def _stored_checkpoints(settings: Settings) -> dict[str, Checkpoint]:
-    from claims_cdc.pipeline import stored_checkpoints
-
-    return stored_checkpoints(settings)
-
-
-def _stream_has_records(settings: Settings, checkpoints: dict[str, Checkpoint]) -> bool:
-    from claims_cdc.pipeline import stream_has_records
-
-    return stream_has_records(settings, checkpoints)

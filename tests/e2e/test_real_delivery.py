@@ -40,7 +40,7 @@ def test_duplicated_reordered_and_split_stream_drains_to_dynamodb_state(settings
     for item in final.values():
         dynamodb.Table(settings.dynamodb_table).put_item(Item=item)
 
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     stream = settings.kinesis_stream
     parent = min(kinesis.list_shards(StreamName=stream)["Shards"], key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
     mid = (int(parent["HashKeyRange"]["EndingHashKey"]) + 1) // 2

@@ -18,23 +18,28 @@ def put(kinesis, stream, key, n=1):
 
 
 def test_has_records_is_false_on_an_empty_stream_and_true_after_a_put(settings, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     assert has_records(kinesis, settings.kinesis_stream, {}) is False
     put(kinesis, settings.kinesis_stream, "claim-1")
     assert has_records(kinesis, settings.kinesis_stream, {}) is True
 
 
-def test_has_records_does_not_consume_and_respects_checkpoints(settings, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
-    [sent] = put(kinesis, settings.kinesis_stream, "claim-1")
+def test_has_records_looks_only_after_each_checkpoint(settings, clean_pipeline):
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
+    [first] = put(kinesis, settings.kinesis_stream, "claim-1")
+    [second] = put(kinesis, settings.kinesis_stream, "claim-1")
+    assert first["ShardId"] == second["ShardId"]
+
+    def at(sent):
+        return {sent["ShardId"]: Checkpoint(sent["ShardId"], sent["SequenceNumber"])}
+
     assert has_records(kinesis, settings.kinesis_stream, {}) is True
-    assert has_records(kinesis, settings.kinesis_stream, {}) is True
-    done = {sent["ShardId"]: Checkpoint(sent["ShardId"], sent["SequenceNumber"])}
-    assert has_records(kinesis, settings.kinesis_stream, done) is False
+    assert has_records(kinesis, settings.kinesis_stream, at(first)) is True  # the second is still after it
+    assert has_records(kinesis, settings.kinesis_stream, at(second)) is False
 
 
 def test_read_batch_reads_every_shard_after_its_checkpoint(settings, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     sent = [put(kinesis, settings.kinesis_stream, f"claim-{i}")[0] for i in range(12)]
     shards = {s["ShardId"] for s in sent}
     assert len(shards) == 2, "12 keys should land on both shards"
@@ -51,7 +56,7 @@ def test_read_batch_reads_every_shard_after_its_checkpoint(settings, clean_pipel
 
 
 def test_read_batch_stops_at_the_cap_and_the_rest_waits(settings, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     put(kinesis, settings.kinesis_stream, "claim-1", 10)
     first = read_batch(kinesis, settings.kinesis_stream, {}, max_records=4, page_limit=100)
     assert len(first.records) == 4
@@ -73,7 +78,7 @@ def put_at(kinesis, stream, hash_key, n=1):
 
 
 def test_split_parent_is_read_to_its_end_before_its_children(settings, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     stream = settings.kinesis_stream
     parent = _open_shards(kinesis, stream)[0]
     mid = int(parent["HashKeyRange"]["EndingHashKey"]) // 2
@@ -103,7 +108,7 @@ def test_split_parent_is_read_to_its_end_before_its_children(settings, clean_pip
 
 
 def test_merged_child_is_read_only_after_both_parents(settings, clean_pipeline):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     stream = settings.kinesis_stream
     left, right = _open_shards(kinesis, stream)
     put_at(kinesis, stream, 1, 2)

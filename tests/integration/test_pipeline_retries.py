@@ -16,7 +16,7 @@ pytestmark = pytest.mark.stack
 
 def test_a_snowflake_connection_error_between_load_and_merge_is_retried_safely(settings, snow, clean_pipeline,
                                                                                 monkeypatch):
-    kinesis = aws.kinesis_client(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     for i, status in enumerate(["Submitted", "Approved"]):
         item = {"claim_id": "CLM-R", "claimStatus": status, "totalCharge": Decimal(1)}
         kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-R",

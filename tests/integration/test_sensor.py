@@ -1,157 +1,105 @@
-"""The sensor's poke against moto (Kinesis) and fakesnow (checkpoints)."""
+"""The sensor against the local stack: it reads the checkpoints from fakesnow and looks at moto's Kinesis.
+
+Its resume logic and templated arguments are tested offline in tests/unit/test_sensors.py, the trigger
+alone (Kinesis only) in tests/unit/test_triggers.py.
+"""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException, TaskDeferred
 
 from claims_cdc import aws, warehouse
-from claims_cdc.sensors import KinesisStreamRecordsSensor
+from claims_cdc.sensors import DEFERRAL_GRACE, KinesisStreamRecordsSensor
+from claims_cdc.triggers import KinesisRecordsTrigger, checkpoints_to_json
 
 pytestmark = pytest.mark.stack
 
 
-def test_poke_is_false_before_records_and_true_after(settings, clean_pipeline):
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=5, poke_interval=1)
-    assert sensor.poke({}) is False
-    aws.kinesis_client(settings).put_record(StreamName=settings.kinesis_stream, Data=b"{}", PartitionKey="c")
-    assert sensor.poke({}) is True
+def sensor(settings, **kwargs) -> KinesisStreamRecordsSensor:
+    kwargs.setdefault("timeout", 5)
+    kwargs.setdefault("poke_interval", 0.2)
+    return KinesisStreamRecordsSensor(task_id="stream_has_records", settings=settings, **kwargs)
+
+
+def put(settings) -> dict:
+    return aws.kinesis_client(settings.aws_conn_id).put_record(StreamName=settings.kinesis_stream, Data=b"{}",
+                                                               PartitionKey="c")
+
+
+def consume(snow, settings, mapping, sent: dict) -> None:
+    """Move the sent record's shard checkpoint past it, as a staged batch would."""
+    warehouse.stage_batch(
+        snow, settings, mapping, batch_id=f"b-{sent['SequenceNumber']}", dag_run_id="test", records_read=1, rows=[],
+        rejected=[], shards=[{"shard_id": sent["ShardId"], "parent_shard_ids": [], "start": None,
+                              "end": sent["SequenceNumber"], "records": 1, "drained": False}],
+    )
 
 
 def test_poke_reads_positions_from_the_snowflake_checkpoints(settings, mapping, snow, clean_pipeline):
-    sent = aws.kinesis_client(settings).put_record(StreamName=settings.kinesis_stream, Data=b"{}", PartitionKey="c")
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=5, poke_interval=1)
-    assert sensor.poke({}) is True
-    warehouse.stage_batch(
-        snow, settings, mapping, batch_id="b1", dag_run_id="test", records_read=1, rows=[], rejected=[],
-        shards=[{"shard_id": sent["ShardId"], "parent_shard_ids": [], "start": None,
-                 "end": sent["SequenceNumber"], "records": 1, "drained": False}],
-    )
-    assert sensor.poke({}) is False
+    assert sensor(settings).poke({}) is False
+    sent = put(settings)
+    assert sensor(settings).poke({}) is True
+    consume(snow, settings, mapping, sent)
+    assert sensor(settings).poke({}) is False
 
 
-def test_sensor_is_soft_fail_so_an_idle_stream_skips():
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=5, poke_interval=1)
-    assert sensor.soft_fail is True
-
-
-# --- the deferrable path: the trigger in the triggerer, and the sensor around it ---
-
-def _first_event(trigger):
-    import asyncio
-
-    async def first():
-        async for event in trigger.run():
-            return event.payload
-        return None
-
-    return asyncio.run(first())
-
-
-def test_trigger_fires_on_records_without_consuming_them_or_moving_a_checkpoint(settings, mapping, snow,
-                                                                                 clean_pipeline):
-    import time
-
-    from claims_cdc.kinesis_reader import read_batch
-    from claims_cdc.triggers import KinesisRecordsTrigger
-
-    kinesis = aws.kinesis_client(settings)
-    kinesis.put_record(StreamName=settings.kinesis_stream, Data=b"{}", PartitionKey="c")
-    before = warehouse.read_checkpoints(snow, settings, mapping)
-
-    event = _first_event(KinesisRecordsTrigger(poke_interval=0.2, deadline=time.time() + 20))
-
-    assert event["status"] == "records"
-    assert warehouse.read_checkpoints(snow, settings, mapping) == before
-    again = read_batch(kinesis, settings.kinesis_stream, before, max_records=10, page_limit=10)
-    assert len(again.records) == 1  # still there for the run's extract
-
-
-def test_trigger_waits_for_a_record_that_arrives_later(settings, clean_pipeline):
-    import threading
-    import time
-
-    from claims_cdc.triggers import KinesisRecordsTrigger
-
-    def put_later():
-        time.sleep(1.5)
-        aws.kinesis_client(settings).put_record(StreamName=settings.kinesis_stream, Data=b"{}", PartitionKey="c")
-
-    threading.Thread(target=put_later).start()
-    event = _first_event(KinesisRecordsTrigger(poke_interval=0.2, deadline=time.time() + 30))
-    assert event["status"] == "records"
-    assert event["looks"] > 1
-
-
-def test_trigger_times_out_on_an_idle_stream(settings, clean_pipeline):
-    import time
-
-    from claims_cdc.triggers import KinesisRecordsTrigger
-
-    event = _first_event(KinesisRecordsTrigger(poke_interval=0.2, deadline=time.time() + 1))
-    assert event["status"] == "timeout"
-
-
-def test_trigger_reports_an_error_instead_of_waiting_forever(settings, clean_pipeline, monkeypatch):
-    import time
-
-    from claims_cdc.triggers import KinesisRecordsTrigger
-
-    monkeypatch.setenv("CDC_KINESIS_STREAM", "NoSuchStream")
-    event = _first_event(KinesisRecordsTrigger(poke_interval=0.2, deadline=time.time() + 30))
-    assert event["status"] == "error"
-    assert "NoSuchStream" in event["error"] or "ResourceNotFound" in event["error"]
-
-
-def test_trigger_serializes_to_its_import_path_and_round_trips():
-    from claims_cdc.triggers import KinesisRecordsTrigger
-
-    path, kwargs = KinesisRecordsTrigger(poke_interval=2, deadline=123.5).serialize()
-    assert path == "claims_cdc.triggers.KinesisRecordsTrigger"
-    assert KinesisRecordsTrigger(**kwargs).serialize() == (path, kwargs)
-
-
-def test_sensor_defers_when_the_stream_is_idle(settings, clean_pipeline):
-    from airflow.sdk.exceptions import TaskDeferred
-
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=7, poke_interval=1)
+def test_sensor_defers_with_the_stored_checkpoints_and_the_rendered_timeout(settings, mapping, snow, clean_pipeline):
+    consume(snow, settings, mapping, put(settings))
+    waiting = sensor(settings, timeout="{{ params.sensor_timeout }}", deferrable=True)
+    waiting.timeout = "9"  # as rendered from the run's Param
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute({"params": {"sensor_timeout": 9}})
+        waiting.execute({})
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, KinesisRecordsTrigger)
+    assert trigger.stream_name == settings.kinesis_stream
+    assert trigger.checkpoints == checkpoints_to_json(warehouse.read_checkpoints(snow, settings, mapping))
+    assert before + 9 <= trigger.deadline <= time.time() + 9
+    assert deferred.value.timeout.total_seconds() == 9 + DEFERRAL_GRACE.total_seconds()
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.trigger.poke_interval == 1
-    assert deferred.value.timeout.total_seconds() == 9 + 60  # the run's Param, plus the grace
+
+
+def test_the_deferred_trigger_waits_past_consumed_records_and_fires_on_a_new_one(settings, mapping, snow,
+                                                                                  clean_pipeline):
+    """The trigger it hands over, run as the triggerer would, with no Snowflake connection at all."""
+    import asyncio
+    import threading
+
+    consume(snow, settings, mapping, put(settings))
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(settings, timeout=20, deferrable=True).execute({})
+    _, kwargs = deferred.value.trigger.serialize()
+    trigger = KinesisRecordsTrigger(**kwargs)
+
+    writer = threading.Timer(1.0, put, args=(settings,))
+    writer.start()
+    event = asyncio.run(trigger.run().asend(None)).payload
+    writer.join()
+    assert event["status"] == "records"
+    assert event["looks"] > 1  # the consumed record alone did not fire it
 
 
 def test_sensor_does_not_defer_when_records_are_waiting(settings, clean_pipeline):
-    aws.kinesis_client(settings).put_record(StreamName=settings.kinesis_stream, Data=b"{}", PartitionKey="c")
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=7, poke_interval=1)
-    assert sensor.execute({"params": {}}) is None
+    put(settings)
+    waiting = sensor(settings, deferrable=True)
+    waiting.execute({})  # no TaskDeferred: the run goes on at once
 
 
-def test_sensor_resumes_skipped_on_timeout_and_failed_on_error():
-    from airflow.sdk.exceptions import AirflowSkipException
+class _FirstTry:
+    """The task instance a sensor in reschedule mode asks when it first looked: never, here."""
 
-    from claims_cdc.sensors import KinesisTriggerError
-
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=7, poke_interval=1)
-    assert sensor.execute_complete({}, {"status": "records", "looks": 3}) is None
-    with pytest.raises(AirflowSkipException):
-        sensor.resume_execution("execute_complete", {"event": {"status": "timeout", "looks": 5}}, {})
-    # The reason logged names the run's own timeout (the Param), not the operator's default.
-    resumed = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=600, poke_interval=1)
-    with pytest.raises(AirflowSkipException):
-        resumed.resume_execution("execute_complete", {"event": {"status": "timeout", "looks": 2}},
-                                 {"params": {"sensor_timeout": 3}})
-    assert resumed.timeout == 3
-    # An error is not "no records": it must fail (and retry), not hide behind soft_fail as a skip.
-    with pytest.raises(KinesisTriggerError, match="ExpiredToken"):
-        sensor.resume_execution("execute_complete", {"event": {"status": "error", "error": "ExpiredToken"}}, {})
+    def get_first_reschedule_date(self, context):
+        return None
 
 
-def test_sensor_still_pokes_in_a_worker_when_not_deferrable(settings, clean_pipeline):
-    aws.kinesis_client(settings).put_record(StreamName=settings.kinesis_stream, Data=b"{}", PartitionKey="c")
-    sensor = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=5, poke_interval=0.2,
-                                        deferrable=False, mode="poke")
-    assert sensor.execute({"params": {}}) is None
-    rescheduling = KinesisStreamRecordsSensor(task_id="stream_has_records", timeout=5, deferrable=False,
-                                              mode="reschedule")
-    assert rescheduling.mode == "reschedule" and rescheduling.reschedule
+def test_sensor_pokes_in_a_worker_when_not_deferrable(settings, clean_pipeline):
+    with pytest.raises(AirflowSkipException):  # idle stream: soft_fail turns the timeout into a skip
+        sensor(settings, timeout=1, deferrable=False, mode="poke").execute({})
+    with pytest.raises(AirflowRescheduleException):  # reschedule mode frees the slot between looks
+        sensor(settings, deferrable=False, mode="reschedule").execute({"ti": _FirstTry()})
+    put(settings)
+    sensor(settings, deferrable=False, mode="poke").execute({})
