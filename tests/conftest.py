@@ -1,4 +1,7 @@
-"""Test set-up: one local stack per session, on free ports, under .local/test-stack.
+"""Test set-up: one local stack per session, on free ports, under .local/test-stack (or CDC_TEST_STACK_DIR).
+
+Tiers are decided by markers: a test that needs the servers is marked ``stack`` (and must be: collection
+fails for a test that asks for the ``stack`` fixture without it). ``make test-fast`` runs ``-m "not stack"``.
 
 The environment that points Airflow and the hooks at that stack is set here, at import time, before
 anything imports Airflow (Airflow reads AIRFLOW_HOME once, on first import).
@@ -13,16 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "dev"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from claims_cdc.local import stack as local_stack
+from claims_cdc_dev import stack as local_stack
 from helpers import free_port
 
 STACK = local_stack.StackConfig(
-    state_dir=ROOT / ".local" / "test-stack",
+    state_dir=Path(os.getenv("CDC_TEST_STACK_DIR") or ROOT / ".local" / "test-stack"),
     moto_port=free_port(),
     fakesnow_port=free_port(),
     shards=2,
@@ -34,6 +40,24 @@ STACK_ENV = {
     "CDC_POKE_INTERVAL": "0.5",
 }
 os.environ.update(STACK_ENV)
+
+# Hypothesis profiles, one per tier. `make test-fast` loads "dev" (few examples, for the edit loop);
+# `make test` and CI load "ci" (the full count, derandomized so CI is repeatable). A test scales its
+# own count from the loaded profile's max_examples (see helpers.examples), so the ratio between a cheap
+# model test and a slow end-to-end one is kept in both tiers.
+_SLOW_FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+hypothesis_settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
+                                     suppress_health_check=_SLOW_FIXTURES, print_blob=True)
+hypothesis_settings.register_profile("dev", max_examples=10, deadline=None, suppress_health_check=_SLOW_FIXTURES)
+hypothesis_settings.load_profile(os.getenv("HYPOTHESIS_PROFILE") or ("ci" if os.getenv("CI") else "dev"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the local stack must say so with the ``stack`` marker, or the fast tier would start it."""
+    unmarked = [item.nodeid for item in items
+                if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the `stack` fixture need @pytest.mark.stack: " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +102,8 @@ def clean_pipeline(stack, settings, mapping, snow) -> Iterator[None]:
 
     local_stack.stop_forwarder(stack)
     (stack.state_dir / "forwarder.json").unlink(missing_ok=True)
-    ddb = aws.dynamodb_client(settings)
-    kinesis = aws.kinesis_client(settings)
+    ddb = aws.dynamodb_client(settings.aws_conn_id)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
     if settings.dynamodb_table in ddb.list_tables()["TableNames"]:
         ddb.delete_table(TableName=settings.dynamodb_table)
     if settings.kinesis_stream in kinesis.list_streams()["StreamNames"]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import time
 from typing import Any
 
-from claims_cdc.transform import change_order
+from claims_cdc.transform import change_order, content_hash
 
 SEED_COLUMNS_SQL = "claimId, eventName, claimStatus, cdc_change_order"
+
+
+def examples(scale: float) -> int:
+    """Examples for a property test: ``scale`` times the loaded Hypothesis profile's count (conftest)."""
+    from hypothesis import settings as hypothesis_settings
+
+    return max(1, round(hypothesis_settings.default.max_examples * scale))
 
 
 def free_port() -> int:
@@ -26,7 +32,8 @@ def row(claim_id: str, event: str, micros: int, sequence: str = "1", status: str
     from claims_cdc.mapping import load_mapping
     from claims_cdc.settings import INCLUDE_DIR
 
-    names = load_mapping(INCLUDE_DIR / "mapping" / "claims.json").names
+    mapping = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
+    names = mapping.names
     data: dict[str, Any] = {name: None for name in names}
     data.update(
         eventName=event,
@@ -39,7 +46,7 @@ def row(claim_id: str, event: str, micros: int, sequence: str = "1", status: str
         cdc_change_order=change_order(micros, sequence),
     )
     data.update(extra)
-    data["cdc_content_hash"] = hashlib.sha256(repr([data[n] for n in names]).encode()).hexdigest()
+    data["cdc_content_hash"] = content_hash(data, mapping)
     return data
 
 

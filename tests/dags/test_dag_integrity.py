@@ -1,4 +1,8 @@
-"""DAG integrity: it imports, and carries what the UI and on-call need."""
+"""DAG integrity: it imports, and carries what the UI and on-call need. Offline: no server, no database.
+
+The DAGs are read from ``DagBag.dags``, not ``get_dag()``, which queries the metadata database
+(tests/platform/test_platform_quirks.py reproduces it).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,42 @@ import pytest
 from claims_cdc.settings import PROJECT_ROOT
 
 
-@pytest.fixture(scope="module")
-def dagbag(stack):
-    """Parsed dags/. Needs the stack only for Airflow's migrated metadata database."""
-    from airflow.dag_processing.dagbag import DagBag
+class _OfflineDagBag:
+    """The parsed dags/ folder, looked up without the metadata database."""
 
-    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    def __init__(self) -> None:
+        from airflow.dag_processing.dagbag import DagBag
+
+        self.bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+        self.import_errors = self.bag.import_errors
+        self.dag_ids = self.bag.dag_ids
+
+    def get_dag(self, dag_id: str):
+        return self.bag.dags[dag_id]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    return _OfflineDagBag()
 
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
     assert list(dagbag.dag_ids) == ["claims_cdc"]
+
+
+def test_no_dag_or_pipeline_module_imports_the_local_tools():
+    """plugins/ and dags/ are what a deployment runs: the local stack (dev/) must never be imported there."""
+    import ast
+
+    offenders = []
+    for path in [*(PROJECT_ROOT / "plugins").rglob("*.py"), *(PROJECT_ROOT / "dags").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(PROJECT_ROOT)}: {n}" for n in names
+                          if n.split(".")[0] in {"claims_cdc_dev", "moto", "fakesnow", "faker", "duckdb"}]
+    assert offenders == []
 
 
 def test_claims_cdc_shape(dagbag):
@@ -49,19 +78,42 @@ def test_every_param_has_a_title_and_description(dagbag):
 def test_runs_continuously_one_at_a_time_by_default(dagbag):
     dag = dagbag.get_dag("claims_cdc")
     assert type(dag.timetable).__name__ == "ContinuousTimetable"
-    assert dag.max_active_runs == 1
     assert dag.max_consecutive_failed_dag_runs == 5  # a failing pipeline pauses instead of looping
 
 
 def test_the_sensor_defers_to_the_triggerer_by_default(dagbag):
-    sensor = dagbag.get_dag("claims_cdc").get_task("stream_has_records")
-    assert sensor.deferrable is True
-    assert sensor.soft_fail is True
+    # CDC_SENSOR_MODE's default, whatever Airflow's own [operators] default_deferrable says.
+    assert dagbag.get_dag("claims_cdc").get_task("stream_has_records").deferrable is True
+
+
+def _rendered_sensor(dagbag, params):
+    """The sensor as a worker sees it: templates rendered from the run's params, arguments resolved."""
+    import copy
+
+    sensor = copy.deepcopy(dagbag.get_dag("claims_cdc").get_task("stream_has_records"))
+    sensor.render_template_fields({"params": params})
+    return sensor, sensor._resolve()
+
+
+def test_the_sensor_waits_as_long_as_the_runs_param_says(dagbag):
+    sensor, resolved = _rendered_sensor(dagbag, {"sensor_timeout": 42})
+    assert sensor.timeout == 42.0
+    assert resolved.kinesis_stream == sensor.stream_name
+
+
+def test_a_sensor_timeout_param_that_is_not_seconds_fails_the_task_at_once(dagbag):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="timeout='soon'"):
+        _rendered_sensor(dagbag, {"sensor_timeout": "soon"})
 
 
 def test_every_task_has_docs_and_a_timeout(dagbag):
     for task in dagbag.get_dag("claims_cdc").tasks:
         assert task.doc_md, task.task_id
-        # Sensors are bounded by their own timeout (the run's sensor_timeout); the others by execution_timeout.
-        bound = task.timeout if task.task_id == "stream_has_records" else task.execution_timeout
-        assert bound, task.task_id
+        if task.task_id != "stream_has_records":
+            assert task.execution_timeout, task.task_id
+    # The sensor is bounded by its own timeout: the run's sensor_timeout, whose default is a positive number.
+    default = dagbag.get_dag("claims_cdc").params["sensor_timeout"]
+    sensor, _ = _rendered_sensor(dagbag, {"sensor_timeout": default})
+    assert sensor.timeout == float(default) > 0

@@ -38,6 +38,33 @@ def test_our_plugins_folder_ignores_the_package():
     assert "claims_cdc/" in (PROJECT_ROOT / "plugins" / ".airflowignore").read_text().splitlines()
 
 
+def test_dagbag_get_dag_queries_the_metadata_database_but_dags_does_not(tmp_path):
+    """Workaround: the offline DAG integrity test (tests/dags) reads ``DagBag.dags``.
+
+    Parsing needs no database, but ``get_dag()`` asks the metadata database whether the DAG is stale, and
+    fails on a database that was never migrated. Run in a child process with an empty AIRFLOW_HOME: this
+    process's database may have been migrated by the stack fixture.
+    """
+    import os
+    import subprocess
+
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "probe_dag.py").write_text(
+        "from airflow.sdk import dag\n@dag(schedule=None)\ndef quirk_probe():\n    pass\nquirk_probe()\n")
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(tmp_path / 'dags')!r})\n"
+        "assert bag.import_errors == {} and 'quirk_probe' in bag.dags, bag.import_errors\n"
+        "try:\n    bag.get_dag('quirk_probe')\nexcept Exception as error:\n    print('get_dag failed:', error)\n"
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")}
+    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "get_dag failed:" in done.stdout and "no such table" in done.stdout
+
+
 @pytest.mark.stack
 def test_fakesnow_returns_a_null_timestamp_as_the_epoch(snow):
     """No workaround needed in the pipeline (it never reads timestamps back), but tests must not trust
@@ -67,12 +94,17 @@ def raw_cursor(stack):
 def test_fakesnow_cannot_run_merge_inside_an_explicit_transaction(raw_cursor):
     """Workaround: warehouse.merge_pending runs each MERGE on its own, every step idempotent."""
     cursor = raw_cursor
+    merge = ("MERGE INTO quirk_t t USING (SELECT 'a' AS k, 'b' AS v) s ON t.k = s.k "
+             "WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)")
     cursor.execute("CREATE OR REPLACE TEMPORARY TABLE quirk_t (k STRING, v STRING)")
+    cursor.execute(merge)  # the control: on its own, the same MERGE runs
+    cursor.execute("SELECT COUNT(*) FROM quirk_t")
+    assert cursor.fetchone()[0] == 1
+    cursor.execute("DELETE FROM quirk_t")
     cursor.execute("BEGIN TRANSACTION")
     try:
-        with pytest.raises(Exception):  # noqa: B017 - the server answers HTTP 500
-            cursor.execute("MERGE INTO quirk_t t USING (SELECT 'a' AS k, 'b' AS v) s ON t.k = s.k "
-                           "WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)")
+        with pytest.raises(Exception):  # noqa: B017 - the server answers HTTP 500, whatever the cause
+            cursor.execute(merge)
     finally:
         cursor.execute("ROLLBACK")
 
@@ -109,7 +141,7 @@ def _reshard_probe(monkeypatch):
 
 
 def test_moto_resharding_differs_from_aws_until_patched(monkeypatch):
-    """Workaround: claims_cdc.local.moto_server patches moto before serving (the stack runs it)."""
+    """Workaround: claims_cdc_dev.moto_server patches moto before serving (the stack runs it)."""
     from moto.kinesis.models import Stream
 
     if not getattr(Stream, "_claims_cdc_patched", False):
@@ -117,7 +149,7 @@ def test_moto_resharding_differs_from_aws_until_patched(monkeypatch):
         # moto re-puts the parent's records and keeps routing new ones to the closed parent.
         assert (parent, landed_on) == ([b"old", b"new"], "shardId-000000000000")
 
-    from claims_cdc.local.moto_server import patch_moto_resharding
+    from claims_cdc_dev.moto_server import patch_moto_resharding
 
     patch_moto_resharding()
     parent, landed_on = _reshard_probe(monkeypatch)

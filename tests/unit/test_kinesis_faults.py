@@ -130,6 +130,8 @@ def test_idle_checkpoint_whose_record_is_still_retained_passes():
     client = ScriptedKinesis([40, 50, 60])
     idle = Checkpoint("shardId-000000000000", "50", verified_at=datetime(2025, 1, 1))
     check_retention(client, "s", {idle.shard_id: idle}, now=datetime(2026, 1, 3))
+    # It did look: stale, so the shard's oldest record (40, before the checkpoint) was read and compared.
+    assert client.iterator_requests == [("TRIM_HORIZON", None)]
 
 
 def test_a_shard_that_expired_before_it_was_drained_fails():

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from claims_cdc import sql
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import INCLUDE_DIR, ConfigError, load_settings
 
@@ -69,19 +70,17 @@ def test_bad_settings_fail_early_naming_the_variable(env, message):
         load_settings(env)
 
 
-def test_defaults_are_the_seed_names():
-    settings = load_settings({})
-    assert settings.dynamodb_table == "InsuranceClaims"
-    assert settings.kinesis_stream == "InsuranceClaimsStream"
-    assert (settings.database, settings.schema, settings.warehouse, settings.role) == (
-        "CDC_DB", "CDC_SCHEMA", "CDC_WH", "CDC_RL")
-    assert settings.dest_table == "openflow_insclaim_dest_tbl"
-    assert isinstance(settings.max_records, int) and isinstance(settings.poke_interval, float)
+def test_environment_settings_reach_the_rendered_sql():
+    settings = load_settings({"CDC_SNOWFLAKE_DATABASE": "CLAIMS_DB", "CDC_SNOWFLAKE_SCHEMA": "CDC_TEST",
+                              "CDC_DEST_TABLE": "claims_dest", "CDC_MAX_RECORDS": "250", "CDC_POKE_INTERVAL": "0.5"})
+    merge = sql.load("merge", settings, load_mapping(settings.mapping_path))["merge_destination"].text
+    assert "MERGE INTO CLAIMS_DB.CDC_TEST.claims_dest tgt" in merge
+    assert (settings.max_records, settings.poke_interval) == (250, 0.5)
 
 
 @pytest.mark.parametrize(
     ("raw", "schedule"),
-    [(None, "@continuous"), ("none", None), ("Manual", None), ("*/5 * * * *", "*/5 * * * *"), ("@hourly", "@hourly")],
+    [("none", None), ("Manual", None), ("*/5 * * * *", "*/5 * * * *"), ("@hourly", "@hourly")],
 )
 def test_schedule_setting(raw, schedule):
     assert load_settings({} if raw is None else {"CDC_SCHEDULE": raw}).schedule == schedule

@@ -114,9 +114,10 @@ def test_pipeline_columns_carry_position_and_event_id():
     doc = fixture("insert")
     row = to_row(record(doc, sequence="42"), MAPPING)
     assert row["cdc_event_id"] == doc["eventID"]
-    assert row["cdc_shard_id"] == "shardId-000000000000"
-    assert row["cdc_sequence_number"] == "42"
-    assert row["cdc_change_order"] == change_order(doc["dynamodb"]["ApproximateCreationDateTime"], "42")
+    assert (row["cdc_shard_id"], row["cdc_sequence_number"]) == ("shardId-000000000000", "42")
+    # The change's own time in microseconds, then the sequence number, zero-padded so text order is numeric.
+    assert doc["dynamodb"]["ApproximateCreationDateTime"] == 1795555075257000
+    assert row["cdc_change_order"] == "00001795555075257000." + "0" * 62 + "42"
 
 
 def test_millisecond_and_microsecond_creation_times_normalise_to_microseconds():
