@@ -10,12 +10,13 @@
 UPDATE {{ database }}.{{ schema }}.{{ cdc_table }} SET cdc_merge_id = ?;
 
 -- name: merge_tombstones
--- Idempotent: a tombstone only ever moves to a newer REMOVE.
+-- Idempotent: a tombstone only ever moves to a newer REMOVE. It is the claim's latest REMOVE, also when a
+-- later INSERT in the same merge re-creates the claim (that INSERT is newer, so it still wins below).
 MERGE INTO {{ database }}.{{ schema }}.{{ tombstone_table }} t
 USING (
     SELECT claimId, cdc_change_order, eventName
     FROM {{ database }}.{{ schema }}.{{ cdc_table }}
-    WHERE cdc_merge_id = ?
+    WHERE cdc_merge_id = ? AND eventName = 'REMOVE'
     QUALIFY ROW_NUMBER() OVER (PARTITION BY claimId ORDER BY cdc_change_order DESC) = 1
 ) s
 ON t.claimId = s.claimId
