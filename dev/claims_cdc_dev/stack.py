@@ -169,6 +169,14 @@ def _start(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) ->
 
 
 def _alive(pid: int) -> bool:
+    # A process this one started stays a zombie after it exits until it is reaped, and a zombie still
+    # answers kill(pid, 0): reap it here, or every stop would wait out its whole grace period.
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        reaped = 0  # not our child (started by another command): kill(pid, 0) alone tells
+    if reaped == pid:
+        return False
     try:
         os.kill(pid, 0)
     except OSError:
