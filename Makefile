@@ -51,11 +51,12 @@ $(CHROMIUM):
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
-# The whole suite, as CI runs it: every tier, Hypothesis' "ci" profile (the full example counts).
+# The whole suite, as CI runs it: every tier, Hypothesis' "ci" profile (the full example counts), on two
+# pytest-xdist workers: the `make up` deployment tests on one, everything else on the other (conftest).
 # Tests start their own stack on free ports under .local/test-stack, and tests/deploy a whole `make up`
 # deployment under .local/test-deploy (browser screenshots in .local/test-artifacts).
 test: install $(CHROMIUM)
-	@HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini $(PYTEST_ARGS)
+	@HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # The edit loop: no servers (unit tests, in-process moto, the offline DAG parse, transform, SQL templates,
 # the merge model), Hypothesis' small "dev" profile. Tests marked `stack` are left out.

@@ -184,26 +184,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop(cfg: StackConfig, name: str) -> None:
-    pid_file = cfg.pid_dir / f"{name}.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text())
-    if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
-        for _ in range(50):
-            if not _alive(pid):
-                break
-            time.sleep(0.1)
-        else:
+def _stop(cfg: StackConfig, *names: str, grace: float = 5.0) -> None:
+    """SIGTERM the named processes' groups all at once, give them ``grace`` seconds together, then SIGKILL.
+
+    All at once: Airflow's components each take seconds to shut down, and one after the other they took
+    their grace periods one after the other too.
+    """
+    pids = {}
+    for name in names:
+        pid_file = cfg.pid_dir / f"{name}.pid"
+        if pid_file.exists():
+            pids[pid_file] = int(pid_file.read_text())
+    for pid in pids.values():
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids.values():
+        if _alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-    pid_file.unlink(missing_ok=True)
+    for pid_file in pids:
+        pid_file.unlink(missing_ok=True)
 
 
 AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -215,8 +223,7 @@ UI_PASSWORD = "admin"
 
 
 def down(cfg: StackConfig) -> None:
-    for name in SERVICES:
-        _stop(cfg, name)
+    _stop(cfg, *SERVICES)
 
 
 def _local_secret(cfg: StackConfig, name: str) -> str:

@@ -9,7 +9,7 @@ once, and the staging table is empty.
 
 The merge rules themselves are checked against a pure-Python reference model over many more histories
 (tests/unit/test_merge_model.py, tests/integration/test_merge_sql_matches_model.py); this slow test needs
-fewer examples: 30 under the "ci" Hypothesis profile (`make test`), 3 under "dev".
+fewer examples: 20 under the "ci" Hypothesis profile (`make test`), 2 under "dev".
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def reset(settings, mapping, stack):
     return _reset
 
 
-@hypothesis_settings(max_examples=examples(0.3))
+@hypothesis_settings(max_examples=examples(0.2))
 @given(data=st.data())
 def test_drained_pipeline_equals_dynamodb_with_each_change_once(data, settings, clean_pipeline, reset,
                                                                 monkeypatch):
