@@ -51,12 +51,19 @@ $(CHROMIUM):
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
-# The whole suite, as CI runs it: every tier, Hypothesis' "ci" profile (the full example counts), on two
-# pytest-xdist workers: the `make up` deployment tests on one, everything else on the other (conftest).
-# Tests start their own stack on free ports under .local/test-stack, and tests/deploy a whole `make up`
-# deployment under .local/test-deploy (browser screenshots in .local/test-artifacts).
+# The whole suite, as CI runs it: every tier, Hypothesis' "ci" profile (the full example counts). The
+# tests marked `deployment` (a whole `make up` of their own, mostly waiting on Airflow's scheduler) run
+# in a second pytest process beside the rest; their report follows the main one. Tests start their own
+# stack on free ports under .local/test-stack, and the deployment under .local/test-deploy (browser
+# screenshots in .local/test-artifacts).
 test: install $(CHROMIUM)
-	@HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@mkdir -p .local
+	@HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -m deployment $(PYTEST_ARGS) \
+	  > .local/test-deployment.log 2>&1 & deployment=$$!; \
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -m "not deployment" $(PYTEST_ARGS); main=$$?; \
+	wait $$deployment; deployed=$$?; \
+	echo "== the deployment tests (second process) =="; cat .local/test-deployment.log; \
+	exit $$(( main != 0 ? main : deployed ))
 
 # The edit loop: no servers (unit tests, in-process moto, the offline DAG parse, transform, SQL templates,
 # the merge model), Hypothesis' small "dev" profile. Tests marked `stack` are left out.

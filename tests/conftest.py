@@ -52,23 +52,12 @@ hypothesis_settings.register_profile("dev", max_examples=10, deadline=None, supp
 hypothesis_settings.load_profile(os.getenv("HYPOTHESIS_PROFILE") or ("ci" if os.getenv("CI") else "dev"))
 
 
-#: Under `make test` (pytest-xdist, ``--dist loadgroup``), the deployment tests, which mostly wait on
-#: Airflow's scheduler, run on one worker while everything else runs on the other, in order. Each group
-#: has its own servers: the session's test stack is only ever started on the "main" worker.
-DEPLOYMENT_MODULE = "deploy/test_deployment.py"
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that uses the local stack must say so with the ``stack`` marker, or the fast tier would start it."""
     unmarked = [item.nodeid for item in items
                 if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None]
     if unmarked:
         raise pytest.UsageError("tests that use the `stack` fixture need @pytest.mark.stack: " + ", ".join(unmarked))
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = "deployment" if module.endswith(DEPLOYMENT_MODULE) else "main"
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.deployment]
 
 
 def _destination_row(deployment, claim_id: str) -> tuple | None:
