@@ -184,6 +184,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _signal_alive(pids, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group of each pid still alive (each was started in its own session)."""
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+
+
 def _stop(cfg: StackConfig, *names: str, grace: float = 5.0) -> None:
     """SIGTERM the named processes' groups all at once, give them ``grace`` seconds together, then SIGKILL.
 
@@ -195,21 +205,11 @@ def _stop(cfg: StackConfig, *names: str, grace: float = 5.0) -> None:
         pid_file = cfg.pid_dir / f"{name}.pid"
         if pid_file.exists():
             pids[pid_file] = int(pid_file.read_text())
-    for pid in pids.values():
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
+    _signal_alive(pids.values(), signal.SIGTERM)
     deadline = time.monotonic() + grace
     while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in pids.values():
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+    _signal_alive(pids.values(), signal.SIGKILL)
     for pid_file in pids:
         pid_file.unlink(missing_ok=True)
 
