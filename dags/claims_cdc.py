@@ -86,10 +86,7 @@ def _task_started_at():
 def claims_cdc():
     waiting = KinesisStreamRecordsSensor(
         task_id="stream_has_records",
-        settings=SETTINGS,
-        stream_name=SETTINGS.kinesis_stream,
-        aws_conn_id=SETTINGS.aws_conn_id,
-        snowflake_conn_id=SETTINGS.snowflake_conn_id,
+        settings=SETTINGS,  # the stream and both connections default from it
         timeout="{{ params.sensor_timeout }}",
         poke_interval=SETTINGS.poke_interval,
         deferrable=SETTINGS.sensor_mode == "deferrable",

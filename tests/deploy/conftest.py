@@ -100,16 +100,15 @@ def deployment() -> Iterator[Deployment]:
     from claims_cdc_dev import stack as local_stack
 
     state = ROOT / ".local" / "test-deploy"
-    env = {
+    # `stack` is a local tool (plugins/ and dev/ on its path); it gives Airflow's own processes plugins/ alone.
+    env = local_stack.tool_env({
         **os.environ,
         "CDC_STATE_DIR": str(state),
         "CDC_MOTO_PORT": str(free_port()),
         "CDC_FAKESNOW_PORT": str(free_port()),
         "CDC_API_PORT": str(free_port()),
         "CDC_FORWARDER": "on",
-        # The local tools need dev/ too; the stack gives Airflow's own processes plugins/ alone.
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dev")]),
-    }
+    })
     command = [sys.executable, "-m", "claims_cdc_dev.stack"]
     started = subprocess.run([*command, "up", "--airflow"], env=env, cwd=ROOT, capture_output=True, text=True,
                              timeout=600, check=False)
