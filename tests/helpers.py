@@ -10,6 +10,10 @@ from typing import Any
 from claims_cdc.transform import change_order, content_hash
 
 SEED_COLUMNS_SQL = "claimId, eventName, claimStatus, cdc_change_order"
+#: An hour before this test session, in microseconds: a plausible ApproximateCreationDateTime for records
+#: put into Kinesis now (the transform dead-letters a change time outside arrival minus the stream's
+#: 24 h retention .. arrival plus the clock skew).
+RECENT_MICROS = int(time.time() * 1_000_000) - 3_600_000_000
 
 
 def examples(scale: float) -> int:

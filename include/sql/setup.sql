@@ -83,6 +83,19 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ dest_table }} (
 -- name: create_history_table
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ history_table }} LIKE {{ database }}.{{ schema }}.{{ dest_table }};
 
+-- name: add_history_new_image
+-- The history keeps each change whole: its complete new and old images as DynamoDB JSON, so nothing
+-- DynamoDB held is lost, also attributes the mapping does not know (named in cdc_unmapped_attributes).
+-- Idempotent (IF NOT EXISTS), and it upgrades a history table made by an earlier version.
+ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} ADD COLUMN IF NOT EXISTS cdc_new_image VARIANT;
+
+-- name: add_history_old_image
+ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} ADD COLUMN IF NOT EXISTS cdc_old_image VARIANT;
+
+-- name: add_history_unmapped_attributes
+-- A JSON array of attribute names (never values) that no column of the mapping takes.
+ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} ADD COLUMN IF NOT EXISTS cdc_unmapped_attributes STRING;
+
 -- name: create_cdc_table
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ cdc_table }} LIKE {{ database }}.{{ schema }}.{{ dest_table }};
 
@@ -113,8 +126,14 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ batch_table }} (
     positions STRING,
     status STRING,
     staged_at TIMESTAMP_NTZ(9),
-    merged_at TIMESTAMP_NTZ(9)
+    merged_at TIMESTAMP_NTZ(9),
+    -- Every batch balances: records_read = rows_staged + duplicates_dropped + rows_rejected.
+    duplicates_dropped INTEGER
 );
+
+-- name: add_batch_duplicates_dropped
+-- Idempotent; upgrades a batch log made by an earlier version.
+ALTER TABLE {{ database }}.{{ schema }}.{{ batch_table }} ADD COLUMN IF NOT EXISTS duplicates_dropped INTEGER;
 
 -- name: create_reconciliation_table
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ reconciliation_table }} (
@@ -128,15 +147,34 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ reconciliation_table }
 );
 
 -- name: create_rejected_table
--- Records that could not become rows, kept whole with their reason (PHI: it stays in the warehouse).
+-- The dead letters: records that could not become rows, kept whole with their reason (PHI: it stays in
+-- the warehouse). payload is the record as text; payload_base64 its exact bytes (what a re-drive reads).
+-- A re-driven record is marked (redriven_at, redrive_batch_id), never deleted.
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ rejected_table }} (
     batch_id STRING,
     shard_id STRING,
     sequence_number STRING,
     reason STRING,
     payload STRING,
-    rejected_at TIMESTAMP_NTZ(9)
+    rejected_at TIMESTAMP_NTZ(9),
+    payload_base64 STRING,
+    arrival_micros INTEGER,
+    redriven_at TIMESTAMP_NTZ(9),
+    redrive_batch_id STRING
 );
+
+-- name: add_rejected_payload_base64
+-- Idempotent; these four upgrade a dead-letter table made by an earlier version.
+ALTER TABLE {{ database }}.{{ schema }}.{{ rejected_table }} ADD COLUMN IF NOT EXISTS payload_base64 STRING;
+
+-- name: add_rejected_arrival_micros
+ALTER TABLE {{ database }}.{{ schema }}.{{ rejected_table }} ADD COLUMN IF NOT EXISTS arrival_micros INTEGER;
+
+-- name: add_rejected_redriven_at
+ALTER TABLE {{ database }}.{{ schema }}.{{ rejected_table }} ADD COLUMN IF NOT EXISTS redriven_at TIMESTAMP_NTZ(9);
+
+-- name: add_rejected_redrive_batch_id
+ALTER TABLE {{ database }}.{{ schema }}.{{ rejected_table }} ADD COLUMN IF NOT EXISTS redrive_batch_id STRING;
 
 -- name: create_tombstone_table
 -- The latest REMOVE per claim, so that a late, older INSERT or MODIFY cannot bring a deleted claim back.
@@ -145,3 +183,68 @@ CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ tombstone_table }} (
     cdc_change_order STRING NOT NULL,
     deleted_at TIMESTAMP_NTZ(9)
 );
+
+-- Masking of PHI on real Snowflake: the columns the mapping file marks "phi" (names, dates of birth,
+-- addresses, phone, email, member id), the history's images and the dead letters' payloads get the tag
+-- phi; the tag carries one masking policy per data type, so every role but the pipeline's sees NULL.
+-- Each statement is idempotent (IF NOT EXISTS; SET TAG overwrites; FORCE re-sets the same policies).
+
+-- name: create_phi_tag
+-- snowflake-only: fakesnow has no object tags
+CREATE TAG IF NOT EXISTS {{ database }}.{{ schema }}.phi
+    ALLOWED_VALUES 'name', 'date_of_birth', 'address', 'phone', 'email', 'member_id', 'record';
+
+-- name: create_phi_mask_string
+-- snowflake-only: fakesnow has no masking policies
+CREATE MASKING POLICY IF NOT EXISTS {{ database }}.{{ schema }}.phi_mask_string AS (val STRING) RETURNS STRING ->
+    CASE WHEN IS_ROLE_IN_SESSION('{{ role }}') THEN val ELSE NULL END;
+
+-- name: create_phi_mask_number
+-- snowflake-only: fakesnow has no masking policies
+CREATE MASKING POLICY IF NOT EXISTS {{ database }}.{{ schema }}.phi_mask_number AS (val NUMBER) RETURNS NUMBER ->
+    CASE WHEN IS_ROLE_IN_SESSION('{{ role }}') THEN val ELSE NULL END;
+
+-- name: create_phi_mask_variant
+-- snowflake-only: fakesnow has no masking policies
+CREATE MASKING POLICY IF NOT EXISTS {{ database }}.{{ schema }}.phi_mask_variant AS (val VARIANT) RETURNS VARIANT ->
+    CASE WHEN IS_ROLE_IN_SESSION('{{ role }}') THEN val ELSE NULL END;
+
+-- name: set_phi_tag_policies
+-- snowflake-only: fakesnow has no masking policies
+ALTER TAG {{ database }}.{{ schema }}.phi SET
+    MASKING POLICY {{ database }}.{{ schema }}.phi_mask_string,
+    MASKING POLICY {{ database }}.{{ schema }}.phi_mask_number,
+    MASKING POLICY {{ database }}.{{ schema }}.phi_mask_variant
+    FORCE;
+-- name: tag_phi_dest_columns
+-- snowflake-only: fakesnow has no object tags
+ALTER TABLE {{ database }}.{{ schema }}.{{ dest_table }} MODIFY
+    {%- for c in phi_columns %}
+    COLUMN {{ c.column }} SET TAG {{ database }}.{{ schema }}.phi = '{{ c.phi }}'{{ "," if not loop.last }}
+    {%- endfor %};
+
+-- name: tag_phi_staging_columns
+-- snowflake-only: fakesnow has no object tags
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} MODIFY
+    {%- for c in phi_columns %}
+    COLUMN {{ c.column }} SET TAG {{ database }}.{{ schema }}.phi = '{{ c.phi }}'{{ "," if not loop.last }}
+    {%- endfor %};
+
+-- name: tag_phi_history_columns
+-- snowflake-only: fakesnow has no object tags
+ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} MODIFY
+    {%- for c in phi_columns %}
+    COLUMN {{ c.column }} SET TAG {{ database }}.{{ schema }}.phi = '{{ c.phi }}'{{ "," if not loop.last }}
+    {%- endfor %};
+
+-- name: tag_phi_history_images
+-- snowflake-only: fakesnow has no object tags
+ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} MODIFY
+    COLUMN cdc_new_image SET TAG {{ database }}.{{ schema }}.phi = 'record',
+    COLUMN cdc_old_image SET TAG {{ database }}.{{ schema }}.phi = 'record';
+
+-- name: tag_phi_dead_letters
+-- snowflake-only: fakesnow has no object tags
+ALTER TABLE {{ database }}.{{ schema }}.{{ rejected_table }} MODIFY
+    COLUMN payload SET TAG {{ database }}.{{ schema }}.phi = 'record',
+    COLUMN payload_base64 SET TAG {{ database }}.{{ schema }}.phi = 'record';

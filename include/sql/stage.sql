@@ -8,7 +8,7 @@ FROM {{ database }}.{{ schema }}.{{ checkpoint_table }}
 WHERE stream_name = ?;
 
 -- name: read_batch
-SELECT status, rows_staged, history_rows, rows_rejected
+SELECT status, rows_staged, history_rows, rows_rejected, duplicates_dropped
 FROM {{ database }}.{{ schema }}.{{ batch_table }}
 WHERE batch_id = ?;
 
@@ -31,12 +31,13 @@ SELECT
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
 
 -- name: insert_history
--- Idempotent: each distinct change once. A re-delivery (same eventID) is dropped, and so is a copy re-sent
--- with a new eventID (same claim, time, event name and content: same cdc_content_hash).
+-- Idempotent: each distinct change once. A copy of a change already kept (the same claim and content hash:
+-- the same time, event, values and images) is dropped, whether it is a re-delivery under the same eventID
+-- or a re-send under a new one. Two different changes that share an eventID are both kept.
 INSERT INTO {{ database }}.{{ schema }}.{{ history_table }} (
     {%- for c in columns %}{{ c.column }}, {% endfor -%}
     cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_content_hash, cdc_batch_id,
-    cdc_loaded_at)
+    cdc_loaded_at, cdc_new_image, cdc_old_image, cdc_unmapped_attributes)
 SELECT
     {%- for c in columns %}
     r.value:"{{ c.column }}"::{{ c.type }},
@@ -47,13 +48,12 @@ SELECT
     r.value:"cdc_change_order"::STRING,
     r.value:"cdc_content_hash"::STRING,
     ?,
-    SYSDATE()
+    SYSDATE(),
+    r.value:"cdc_new_image",
+    r.value:"cdc_old_image",
+    r.value:"cdc_unmapped_attributes"::STRING
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r
 WHERE NOT EXISTS (
-    SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
-    WHERE h.cdc_event_id = r.value:"cdc_event_id"::STRING
-)
-AND NOT EXISTS (
     SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
     WHERE h.claimId = r.value:"claimId"::STRING
       AND h.cdc_content_hash = r.value:"cdc_content_hash"::STRING
@@ -61,10 +61,27 @@ AND NOT EXISTS (
 
 -- name: insert_rejected
 INSERT INTO {{ database }}.{{ schema }}.{{ rejected_table }}
-    (batch_id, shard_id, sequence_number, reason, payload, rejected_at)
+    (batch_id, shard_id, sequence_number, reason, payload, rejected_at, payload_base64, arrival_micros)
 SELECT ?, r.value:"shard_id"::STRING, r.value:"sequence_number"::STRING, r.value:"reason"::STRING,
-       r.value:"payload"::STRING, SYSDATE()
+       r.value:"payload"::STRING, SYSDATE(), r.value:"payload_base64"::STRING, r.value:"arrival_micros"::INTEGER
 FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
+
+-- name: read_dead_letters
+-- The dead letters not re-driven yet, oldest first (a re-drive reads their exact bytes back).
+SELECT batch_id, shard_id, sequence_number, payload_base64, arrival_micros
+FROM {{ database }}.{{ schema }}.{{ rejected_table }}
+WHERE redriven_at IS NULL AND payload_base64 IS NOT NULL
+ORDER BY rejected_at, batch_id, shard_id, sequence_number
+LIMIT ?;
+
+-- name: mark_redriven
+-- Idempotent: marks (never deletes) the dead letters one re-drive took, by their batch and position.
+UPDATE {{ database }}.{{ schema }}.{{ rejected_table }}
+SET redriven_at = SYSDATE(), redrive_batch_id = ?
+WHERE redriven_at IS NULL
+  AND (batch_id, shard_id, sequence_number) IN (
+      SELECT p.value:"batch_id"::STRING, p.value:"shard_id"::STRING, p.value:"sequence_number"::STRING
+      FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) p);
 
 -- name: delete_checkpoints
 -- With insert_checkpoints, an upsert that fakesnow runs inside a transaction (MERGE it cannot).
@@ -82,8 +99,8 @@ FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) p;
 -- name: insert_batch
 INSERT INTO {{ database }}.{{ schema }}.{{ batch_table }}
     (batch_id, dag_run_id, stream_name, records_read, rows_staged, history_rows, rows_rejected, positions,
-     status, staged_at)
-SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'STAGED', SYSDATE();
+     status, staged_at, duplicates_dropped)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, SYSDATE(), ?;
 
 -- name: log_gap_accepted
 -- An operator accepted a retention gap on a shard (admin accept-gap): kept in the batch log for audit.

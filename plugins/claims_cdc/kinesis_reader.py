@@ -163,6 +163,22 @@ def _parents_done(
     return True
 
 
+def _arrival_micros(raw: dict[str, Any]) -> int | None:
+    """ApproximateArrivalTimestamp (boto3 gives an aware datetime) in microseconds since the epoch."""
+    arrival = raw.get("ApproximateArrivalTimestamp")
+    if not isinstance(arrival, datetime):
+        return None
+    if arrival.tzinfo is None:
+        arrival = arrival.replace(tzinfo=UTC)
+    return (arrival - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def retention_hours(client: Any, stream_name: str) -> int:
+    """The stream's retention period (DescribeStreamSummary), in hours."""
+    summary = client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    return int(summary.get("RetentionPeriodHours", 24))
+
+
 def _arrived_after(raw: dict[str, Any], started_at: datetime | None) -> bool:
     arrival = raw.get("ApproximateArrivalTimestamp")
     return started_at is not None and isinstance(arrival, datetime) and arrival > started_at
@@ -210,7 +226,7 @@ def read_batch(
             page_records = page.get("Records", [])
             fresh = [r for r in page_records if not _arrived_after(r, started_at)]
             for raw in fresh:
-                result.records.append(SourceRecord(shard_id, raw["SequenceNumber"], raw["Data"]))
+                result.records.append(SourceRecord(shard_id, raw["SequenceNumber"], raw["Data"], _arrival_micros(raw)))
                 state.end = raw["SequenceNumber"]
             state.records += len(fresh)
             budget -= len(fresh)

@@ -18,11 +18,17 @@ SUPPORTED_TYPES = re.compile(r"^(STRING|FLOAT|INTEGER|VARCHAR\(\d+\)|TIMESTAMP_N
 ENVELOPE_SOURCES = {"@eventName", "@eventCreationUnixTime"}
 
 
+#: Kinds of protected health information a column may be marked with (``"phi"`` in the mapping file).
+PHI_KINDS = {"name", "date_of_birth", "address", "phone", "email", "member_id"}
+
+
 @dataclass(frozen=True)
 class Column:
     column: str
     source: str
     type: str
+    #: The kind of PHI the column holds (tagged and masked on real Snowflake), or None.
+    phi: str | None = None
 
     @property
     def max_length(self) -> int | None:
@@ -43,6 +49,11 @@ class Mapping:
     def names(self) -> list[str]:
         return [c.column for c in self.columns]
 
+    @property
+    def sources(self) -> frozenset[str]:
+        """The flattened item attributes that fill a column (the envelope's ``@`` sources excluded)."""
+        return frozenset(c.source for c in self.columns if not c.source.startswith("@"))
+
 
 def load_mapping(path: Path) -> Mapping:
     """Load and validate the mapping file; a malformed file raises :class:`ConfigError` naming the problem."""
@@ -51,7 +62,7 @@ def load_mapping(path: Path) -> Mapping:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"CDC_MAPPING_PATH: cannot read {path}: {err}") from None
     try:
-        columns = tuple(Column(c["column"], c["source"], c["type"].upper()) for c in doc["columns"])
+        columns = tuple(Column(c["column"], c["source"], c["type"].upper(), c.get("phi")) for c in doc["columns"])
         key_attribute = doc["key_attribute"]
     except (KeyError, TypeError, AttributeError) as err:
         raise ConfigError(f"CDC_MAPPING_PATH: {path} lacks {err}; see include/mapping/claims.json") from None
@@ -64,6 +75,9 @@ def load_mapping(path: Path) -> Mapping:
         seen.add(col.column.lower())
         if not SUPPORTED_TYPES.match(col.type):
             raise ConfigError(f"CDC_MAPPING_PATH: column {col.column!r} has unsupported type {col.type!r}")
+        if col.phi is not None and col.phi not in PHI_KINDS:
+            raise ConfigError(f"CDC_MAPPING_PATH: column {col.column!r} has unknown phi kind {col.phi!r} "
+                              f"(one of {', '.join(sorted(PHI_KINDS))})")
         if col.source.startswith("@") and col.source not in ENVELOPE_SOURCES:
             raise ConfigError(f"CDC_MAPPING_PATH: column {col.column!r} has unknown envelope source {col.source!r}")
     if not any(c.source == key_attribute for c in columns):

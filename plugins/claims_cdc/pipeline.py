@@ -6,6 +6,7 @@ travel through batch files (:mod:`claims_cdc.batch_files`) and Snowflake. Every 
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from collections.abc import Iterator
@@ -14,11 +15,18 @@ from datetime import datetime
 from typing import Any
 
 from claims_cdc import aws, batch_files, warehouse
-from claims_cdc.kinesis_reader import Checkpoint, CheckpointGap, check_retention, has_records, read_batch
+from claims_cdc.kinesis_reader import (
+    Checkpoint,
+    CheckpointGap,
+    check_retention,
+    has_records,
+    read_batch,
+    retention_hours,
+)
 from claims_cdc.mapping import Mapping, load_mapping
 from claims_cdc.settings import ConfigError, Settings
 from claims_cdc.snowflake import Session, session
-from claims_cdc.transform import SourceRecord, transform_records
+from claims_cdc.transform import SourceRecord, TimeRules, transform_records
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +87,20 @@ def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: d
     for shard in shards:
         log.info("  shard %s: %d records, after %s up to %s%s", shard["shard_id"], shard["records"],
                  shard["start"], shard["end"], " (drained)" if shard["drained"] else "")
-    return {"batch_id": batch_id, "uri": uri, "records": count, "shards": shards}
+    return {"batch_id": batch_id, "uri": uri, "records": count, "shards": shards,
+            "retention_hours": retention_hours(kinesis, settings.kinesis_stream)}
+
+
+def time_rules(settings: Settings, batch: dict[str, Any]) -> TimeRules:
+    """The plausibility window of a change's own time, for a batch read from a stream of this retention."""
+    return TimeRules(retention_hours=int(batch.get("retention_hours") or 24),
+                     max_skew_seconds=settings.max_clock_skew_seconds)
 
 
 def transform(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
     """Flatten and rename the batch's records by the mapping file; keep bad ones with their reason."""
     records = [SourceRecord.from_json(d) for d in batch_files.read_jsonl(settings, f"{batch['uri']}/records.jsonl")]
-    result = transform_records(records, mapping_for(settings))
+    result = transform_records(records, mapping_for(settings), time_rules(settings, batch))
     rows = batch_files.write_jsonl(settings, f"{batch['uri']}/rows.jsonl", result.rows)
     rejected = batch_files.write_jsonl(settings, f"{batch['uri']}/rejected.jsonl", result.rejected)
     for bad in result.rejected:
@@ -118,7 +133,38 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
         "rows_staged": counts.rows_staged,
         "history_rows": counts.history_rows,
         "rows_rejected": counts.rows_rejected,
+        "duplicates_dropped": counts.duplicates_dropped,
     }
+
+
+def redrive(settings: Settings, limit: int, run_id: str) -> dict[str, Any]:
+    """Re-process dead letters through the same path (transform, stage, ordered merge) after a fix.
+
+    Each dead letter taken is marked re-driven (never deleted) in the same transaction that stages its row;
+    one that still fails is dead-lettered again under the re-drive's batch, with its reason now. Ordering
+    is by each change's own time, so re-driving an old change never overwrites a newer one.
+    """
+    mapping = mapping_for(settings)
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
+    rules = time_rules(settings, {"retention_hours": retention_hours(kinesis, settings.kinesis_stream)})
+    batch_id = f"redrive-{uuid.uuid4().hex}"
+    with _snowflake(settings) as snow:
+        letters = warehouse.read_dead_letters(snow, settings, mapping, limit)
+        records = [SourceRecord(d["shard_id"], d["sequence_number"], base64.b64decode(d["payload_base64"]),
+                                d["arrival_micros"]) for d in letters]
+        result = transform_records(records, mapping, rules)
+        counts = warehouse.stage_batch(
+            snow, settings, mapping, batch_id=batch_id, dag_run_id=run_id, shards=[], records_read=len(records),
+            rows=result.rows, rejected=result.rejected, status="REDRIVEN", redriven=[{k: d[k] for k in ("batch_id", "shard_id", "sequence_number")} for d in letters],
+        ) if records else None
+        merged = warehouse.merge_pending(snow, settings, mapping, uuid.uuid4().hex) if records else None
+    summary = {"batch_id": batch_id, "redriven": len(records),
+               "rows_staged": counts.rows_staged if counts else 0,
+               "duplicates_dropped": counts.duplicates_dropped if counts else 0,
+               "still_rejected": len(result.rejected),
+               "merged": merged.to_json() if merged else None}
+    log.info("re-drive %s: %s", batch_id, summary)
+    return summary
 
 
 def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> dict[str, int]:

@@ -111,6 +111,9 @@ class Settings:
     mapping_path: Path = INCLUDE_DIR / "mapping" / "claims.json"
     #: Set to ``fakesnow`` on the local stack: statements that only real Snowflake runs are skipped, loudly.
     snowflake_emulator: str = ""
+    #: How far a change's own time (ApproximateCreationDateTime) may lie after Kinesis received it, for
+    #: clock skew. A later one, or one older than the stream's retention, is dead-lettered, never ordered by.
+    max_clock_skew_seconds: int = 60
     #: Fail the reconciliation task when counts differ (off: record and warn, since writes may be in flight).
     fail_on_mismatch: bool = False
 
@@ -189,4 +192,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mapping_path=mapping_path,
         snowflake_emulator=emulator,
         fail_on_mismatch=_bool(env, "CDC_FAIL_ON_MISMATCH", defaults.fail_on_mismatch),
+        max_clock_skew_seconds=_int(env, "CDC_MAX_CLOCK_SKEW_SECONDS", defaults.max_clock_skew_seconds, 0, 86_400),
     )

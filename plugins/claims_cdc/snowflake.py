@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+from snowflake.connector.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,22 @@ class Statement:
     text: str
     #: Why real Snowflake alone can run it, or None.
     snowflake_only: str | None
+
+
+class StatementFailed(RuntimeError):
+    """A statement failed in Snowflake. The message names the statement, the error number and SQLSTATE only:
+    a database's own message can quote the value it could not convert (PHI), so it is never repeated here,
+    nor chained (``from None``) into the task log. Look the number up in Snowflake's error reference, or
+    the query id in the query history (visible to roles allowed to see the data)."""
+
+    def __init__(self, statement: str, errno: int | None, sqlstate: str | None, query_id: str | None):
+        super().__init__(f"statement {statement} failed in Snowflake: error {errno}, SQLSTATE {sqlstate}, "
+                         f"query id {query_id} (the database's message is withheld: it can quote record values)")
+        self.statement, self.errno, self.sqlstate, self.query_id = statement, errno, sqlstate, query_id
+
+    @classmethod
+    def from_error(cls, statement: str, err: DatabaseError) -> StatementFailed:
+        return cls(statement, getattr(err, "errno", None), getattr(err, "sqlstate", None), getattr(err, "sfqid", None))
 
 
 class ClaimsSnowflakeHook(SnowflakeHook):
@@ -60,7 +77,10 @@ class Session:
                         statement.snowflake_only)
             return None
         cursor = self.connection.cursor()
-        cursor.execute(statement.text, list(params) if params else None)
+        try:
+            cursor.execute(statement.text, list(params) if params else None)
+        except DatabaseError as err:
+            raise StatementFailed.from_error(statement.name, err) from None
         return cursor
 
     def fetchall(self, statement: Statement, params: Sequence[Any] = ()) -> list[tuple]:

@@ -51,6 +51,7 @@ def load(file: str, settings: Settings, mapping: Mapping) -> dict[str, Statement
         **settings.table_names(),
         "columns": mapping.columns,
         "all_columns": [*mapping.names, *DEST_EXTRA_COLUMNS],
+        "phi_columns": [c for c in mapping.columns if c.phi],
     }
     statements = {}
     for name, (text, only) in parse(_source(file)).items():

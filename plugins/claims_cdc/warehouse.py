@@ -24,12 +24,18 @@ class CheckpointConflict(RuntimeError):
     """The stored checkpoints moved since this batch was read: someone else staged these records."""
 
 
+class BatchImbalance(RuntimeError):
+    """A batch's counts do not add up (read != staged + re-deliveries dropped + dead-lettered): a bug, never
+    retried. Nothing of the batch is committed."""
+
+
 @dataclass(frozen=True)
 class StageCounts:
     batch_id: str
     rows_staged: int
     history_rows: int
     rows_rejected: int
+    duplicates_dropped: int = 0
     already_staged: bool = False
 
 
@@ -79,20 +85,31 @@ def stage_batch(
     records_read: int,
     rows: list[dict[str, Any]],
     rejected: list[dict[str, Any]],
+    status: str = "STAGED",
+    redriven: list[dict[str, str]] | None = None,
 ) -> StageCounts:
     """Stage one batch and move its shards' checkpoints, in one transaction.
 
-    Safe to retry: a batch already in the batch log is not staged again, and a batch read from positions
-    that have since moved is refused (:class:`CheckpointConflict`) instead of staged twice.
+    Every batch balances: ``records_read`` = rows staged + re-deliveries dropped + dead letters, or
+    :class:`BatchImbalance` is raised and nothing is committed. Safe to retry: a batch already in the batch
+    log is not staged again, and a batch read from positions that have since moved is refused
+    (:class:`CheckpointConflict`) instead of staged twice.
     """
     stmts = load("stage", settings, mapping)
-    rows = _unique_events(rows)
+    unique = unique_changes(rows)
+    dropped = len(rows) - len(unique)
+    if records_read != len(unique) + dropped + len(rejected):
+        raise BatchImbalance(
+            f"batch {batch_id}: {records_read} records read but {len(rows)} rows and {len(rejected)} dead "
+            "letters; a record went missing between read and stage. Nothing was staged."
+        )
     with session.transaction():
         done = session.fetchall(stmts["read_batch"], [batch_id])
         if done:
-            _status, staged, history, rejected_count = done[0]
+            _status, staged, history, rejected_count, duplicates = done[0]
             log.info("batch %s was already staged (%s rows); nothing to do", batch_id, staged)
-            return StageCounts(batch_id, int(staged), int(history), int(rejected_count), already_staged=True)
+            return StageCounts(batch_id, int(staged), int(history), int(rejected_count), int(duplicates or 0),
+                               already_staged=True)
         current = read_checkpoints(session, settings, mapping)
         for shard in shards:
             stored = current.get(shard["shard_id"])
@@ -103,12 +120,17 @@ def stage_batch(
                     f"{shard['start']}; another run staged these records. Re-run to read from the stored position."
                 )
         staged = history = 0
-        if rows:
-            payload = json.dumps(rows, separators=(",", ":"))
+        if unique:
+            payload = json.dumps(unique, separators=(",", ":"))
             staged = session.rowcount(stmts["insert_staging"], [batch_id, payload])
             history = session.rowcount(stmts["insert_history"], [batch_id, payload])
         if rejected:
             session.rowcount(stmts["insert_rejected"], [batch_id, json.dumps(rejected, separators=(",", ":"))])
+        if redriven:
+            session.rowcount(stmts["mark_redriven"], [batch_id, json.dumps(redriven)])
+        if staged != len(unique):
+            raise BatchImbalance(f"batch {batch_id}: {len(unique)} rows sent to staging but {staged} staged; "
+                                 "rolled back")
         # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
         read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
         if read:
@@ -118,10 +140,34 @@ def stage_batch(
         session.rowcount(
             stmts["insert_batch"],
             [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, len(rejected),
-             json.dumps(shards, separators=(",", ":"))],
+             json.dumps(shards, separators=(",", ":")), status, dropped],
         )
-    log.info("batch %s staged: %d rows, %d history rows, %d rejected", batch_id, staged, history, len(rejected))
-    return StageCounts(batch_id, staged, history, len(rejected))
+    log.info("batch %s staged: %d read = %d staged + %d re-deliveries dropped + %d dead-lettered (%d new in the "
+             "history)", batch_id, records_read, staged, dropped, len(rejected), history)
+    return StageCounts(batch_id, staged, history, len(rejected), dropped)
+
+
+def read_dead_letters(session: Session, settings: Settings, mapping: Mapping, limit: int) -> list[dict[str, Any]]:
+    """Dead letters not re-driven yet, oldest first: their position, exact bytes (base64) and arrival time."""
+    stmts = load("stage", settings, mapping)
+    return [
+        {"batch_id": batch, "shard_id": shard, "sequence_number": sequence,
+         "payload_base64": payload, "arrival_micros": None if arrival is None else int(arrival)}
+        for batch, shard, sequence, payload, arrival in session.fetchall(stmts["read_dead_letters"], [limit])
+    ]
+
+
+def report(session: Session, settings: Settings, mapping: Mapping) -> dict[str, Any]:
+    """Dead letters by reason and the attributes the mapping does not know, with counts (no values)."""
+    stmts = load("report", settings, mapping)
+    unmapped: dict[str, int] = {}
+    for names, changes in session.fetchall(stmts["unmapped_attributes"]):
+        for name in json.loads(names):
+            unmapped[name] = unmapped.get(name, 0) + int(changes)
+    reasons = [{"reason": reason, "records": int(total), "waiting": int(waiting or 0)}
+               for reason, total, waiting in session.fetchall(stmts["dead_letter_reasons"])]
+    return {"unmapped_attributes": dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "dead_letters": reasons}
 
 
 def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_id: str, operator: str) -> str:
@@ -140,17 +186,16 @@ def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_
     return batch_id
 
 
-def _unique_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop repeats within a batch: the same eventID, or the same change re-sent under a new eventID."""
-    seen: set[tuple[str, str]] = set()
+def unique_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop re-deliveries within a batch: copies of a change (the same claim and content hash, under the
+    same eventID or a new one). The eventID alone is not trusted: two different changes that share one are
+    both kept."""
+    seen: set[str] = set()
     unique = []
     for row in rows:
-        keys = {("event", row["cdc_event_id"])} if row.get("cdc_event_id") else set()
-        if row.get("cdc_content_hash"):
-            keys.add(("content", row["cdc_content_hash"]))
-        if keys & seen:
+        if row["cdc_content_hash"] in seen:  # the hash covers the claim id, time, event, values and images
             continue
-        seen |= keys
+        seen.add(row["cdc_content_hash"])
         unique.append(row)
     return unique
 

@@ -127,22 +127,6 @@ def test_run_on_an_idle_stream_ends_skipped_not_failed(settings, snow, clean_pip
     assert count(snow, settings, settings.batch_table) == 0
 
 
-def test_malformed_record_is_kept_with_its_reason_and_does_not_block_the_shard(settings, snow, clean_pipeline):
-    kinesis = aws.kinesis_client(settings.aws_conn_id)
-    claim = {"claim_id": "CLM-GOOD", "claimStatus": "Submitted", "totalCharge": Decimal(10)}
-    kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-GOOD", Data=b"{not json")
-    kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-GOOD",
-                       Data=kinesis_doc("INSERT", claim, 1_790_000_000_000_000, str(uuid.uuid4())))
-
-    assert run_dag().state == "success"
-
-    assert destination(snow, settings) == {"CLM-GOOD": ("INSERT", "Submitted")}
-    rejected = query(snow, f"SELECT reason, payload FROM {table(settings, settings.rejected_table)}")
-    assert rejected == [("record data is not JSON", "{not json")]
-    # The shard moved past both records: a second run finds nothing and skips.
-    assert set(task_states(run_dag(sensor_timeout=2)).values()) == {"skipped"}
-
-
 def test_a_record_that_arrives_while_the_sensor_waits_is_read_by_that_same_run(settings, snow, clean_pipeline):
     """The extract is bounded by its own start, not the run's: what woke the deferred sensor is read now,
     not left for the next run (which, under @continuous, would cost a whole extra run of latency)."""

@@ -13,11 +13,11 @@ import boto3
 import pytest
 
 from claims_cdc import aws, warehouse
-from helpers import count, kinesis_doc, query, table
+from helpers import RECENT_MICROS, count, kinesis_doc, query, table
 
 pytestmark = pytest.mark.stack
 
-T = 1_790_000_000_000_000  # microseconds
+T = RECENT_MICROS  # microseconds, an hour ago
 
 
 def claim(claim_id: str, status: str) -> dict:

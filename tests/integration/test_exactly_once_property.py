@@ -25,14 +25,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from claims_cdc import aws, kinesis_reader, pipeline, snowflake
-from helpers import examples, kinesis_doc, query, table
+from helpers import RECENT_MICROS, examples, kinesis_doc, query, table
 
 pytestmark = pytest.mark.stack
 
 CLAIMS = ("CLM-A", "CLM-B", "CLM-C")
 #: Claims on shard 0 (lower hash range) and shard 1 (upper).
 HASH_KEY = {"CLM-A": "1", "CLM-B": str(2**127 + 1), "CLM-C": "2"}
-BASE_MICROS = 1_790_000_000_000_000
+BASE_MICROS = RECENT_MICROS
 
 
 class WorkerDied(Exception):

@@ -3,7 +3,7 @@
 Each example draws a history, its deliveries (re-sent copies, random order) and a schedule of staged
 batches and merges, with the strategies of tests/merge_histories.py (the model is checked against
 last-change-wins with them in tests/unit/test_merge_model.py). Each batch goes into the staging table as ``warehouse.stage_batch`` puts it there
-(``_unique_events``, then the ``insert_staging`` statement; the checkpoint, history and batch-log
+(``unique_changes``, then the ``insert_staging`` statement; the checkpoint, history and batch-log
 statements around it take no part in a merge and are left out, which keeps an example cheap). Each merge
 is ``warehouse.merge_pending``, or one that dies after its tombstone or destination statement (the next
 merge claims its rows again). After every merge, the destination, the tombstones and the number of staged
@@ -41,7 +41,7 @@ def staged_row(change: Row) -> dict:
 
 def stage(snow, statements, batch_id: str, batch: list[Row]) -> None:
     """Stage one batch as ``warehouse.stage_batch`` stages its rows."""
-    rows = warehouse._unique_events([staged_row(change) for change in batch])
+    rows = warehouse.unique_changes([staged_row(change) for change in batch])
     snow.rowcount(statements["insert_staging"], [batch_id, json.dumps(rows, separators=(",", ":"))])
 
 

@@ -9,7 +9,7 @@ import pytest
 from snowflake.connector.errors import OperationalError
 
 from claims_cdc import aws, pipeline
-from helpers import count, destination, kinesis_doc
+from helpers import RECENT_MICROS, count, destination, kinesis_doc
 
 pytestmark = pytest.mark.stack
 
@@ -20,7 +20,7 @@ def test_a_snowflake_connection_error_between_load_and_merge_is_retried_safely(s
     for i, status in enumerate(["Submitted", "Approved"]):
         item = {"claim_id": "CLM-R", "claimStatus": status, "totalCharge": Decimal(1)}
         kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-R",
-                           Data=kinesis_doc("INSERT" if i == 0 else "MODIFY", item, 1_790_000_000_000_000 + i,
+                           Data=kinesis_doc("INSERT" if i == 0 else "MODIFY", item, RECENT_MICROS + i,
                                             str(uuid.uuid4())))
     batch = pipeline.extract(settings, "run-1", 100, None)
     batch = pipeline.transform(settings, batch)

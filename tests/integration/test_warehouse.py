@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from claims_cdc import warehouse
+from claims_cdc.transform import content_hash
 from helpers import count, destination, query, row, table
 
 pytestmark = pytest.mark.stack
@@ -14,12 +15,16 @@ def stage(snow, settings, mapping, batch_id, rows, start=None, end="9", rejected
     shards = [{"shard_id": "shardId-000000000000", "parent_shard_ids": [], "start": start, "end": end,
                "records": len(rows), "drained": False}]
     return warehouse.stage_batch(snow, settings, mapping, batch_id=batch_id, dag_run_id="test", shards=shards,
-                                 records_read=len(rows), rows=list(rows), rejected=list(rejected))
+                                 records_read=len(rows) + len(rejected), rows=list(rows), rejected=list(rejected))
 
 
-def test_setup_skips_only_account_objects_on_the_emulator(snow, settings, mapping, clean_pipeline):
+def test_setup_skips_only_account_objects_and_masking_on_the_emulator(snow, settings, mapping, clean_pipeline):
     skipped = warehouse.run_setup(snow, settings, mapping)
-    assert skipped == ["create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema"]
+    assert skipped == ["create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema",
+                       "create_phi_tag", "create_phi_mask_string", "create_phi_mask_number",
+                       "create_phi_mask_variant", "set_phi_tag_policies", "tag_phi_dest_columns",
+                       "tag_phi_staging_columns", "tag_phi_history_columns", "tag_phi_history_images",
+                       "tag_phi_dead_letters"]
 
 
 def test_staging_moves_checkpoints_and_loads_both_tables_once(snow, settings, mapping, clean_pipeline):
@@ -189,3 +194,36 @@ def test_accepting_a_retention_gap_restarts_the_shard_and_is_audited(snow, setti
     logged = query(snow, f"SELECT dag_run_id, status FROM {table(settings, settings.batch_table)} WHERE batch_id = ?",
                    [batch_id])
     assert logged == [("oncall", "GAP_ACCEPTED")]
+
+
+def test_two_different_changes_sharing_an_event_id_are_both_kept(snow, settings, mapping, clean_pipeline):
+    first = row("A", "INSERT", 1_000, "1")
+    other = row("B", "INSERT", 1_000, "2", cdc_event_id=first["cdc_event_id"])
+    other["cdc_content_hash"] = content_hash(other, mapping)
+    counts = stage(snow, settings, mapping, "b1", [first, other], end="2")
+    assert (counts.rows_staged, counts.history_rows, counts.duplicates_dropped) == (2, 2, 0)
+    warehouse.merge_pending(snow, settings, mapping, "m1")
+    assert set(destination(snow, settings)) == {"A", "B"}
+
+
+def test_a_batch_that_does_not_balance_fails_loudly_and_stages_nothing(snow, settings, mapping, clean_pipeline):
+    shards = [{"shard_id": "shardId-000000000000", "parent_shard_ids": [], "start": None, "end": "3",
+               "records": 3, "drained": False}]
+    with pytest.raises(warehouse.BatchImbalance, match="3 records read but 1 rows and 0 dead letters"):
+        warehouse.stage_batch(snow, settings, mapping, batch_id="b1", dag_run_id="t", shards=shards,
+                              records_read=3, rows=[row("A", "INSERT", 1_000, "1")], rejected=[])
+    assert count(snow, settings, settings.cdc_table) == 0
+    assert warehouse.read_checkpoints(snow, settings, mapping) == {}
+
+
+def test_a_database_error_names_the_statement_and_withholds_the_value(snow, settings, mapping, clean_pipeline):
+    """Snowflake's (and the emulator's) conversion errors quote the value they could not cast: the error
+    the task logs names the statement and the error number only."""
+    from claims_cdc.snowflake import StatementFailed
+
+    bad = row("A", "INSERT", 1_000, "1", patientZip="MARKER-7f3a")  # bypasses the transform's checks
+    with pytest.raises(StatementFailed) as failed:
+        stage(snow, settings, mapping, "b1", [bad], end="1")
+    assert "insert_staging" in str(failed.value)
+    assert "MARKER-7f3a" not in str(failed.value)
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__

@@ -7,11 +7,14 @@ import re
 import pytest
 
 from claims_cdc import sql
-from claims_cdc.mapping import load_mapping
+from claims_cdc.mapping import PHI_KINDS, load_mapping
 from claims_cdc.settings import INCLUDE_DIR, load_settings
 
 SETTINGS = load_settings({"CDC_DEST_TABLE": "my_dest", "CDC_SNOWFLAKE_DATABASE": "MY_DB"})
 MAPPING = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
+MASKING_STATEMENTS = {"create_phi_tag", "create_phi_mask_string", "create_phi_mask_number", "create_phi_mask_variant",
+                      "set_phi_tag_policies", "tag_phi_dest_columns", "tag_phi_staging_columns",
+                      "tag_phi_history_columns", "tag_phi_history_images", "tag_phi_dead_letters"}
 
 
 @pytest.mark.parametrize("path", sql.files(), ids=lambda p: p.name)
@@ -28,7 +31,9 @@ def test_every_statement_renders_with_no_template_left(path):
 def test_no_literal_values_only_bound_parameters(path):
     for statement in sql.load(path.stem, SETTINGS, MAPPING).values():
         literals = re.findall(r"'([^']*)'", statement.text)
-        allowed = {"INSERT", "MODIFY", "REMOVE", "STAGED", "MERGED", "GAP_ACCEPTED", "SMALL"}
+        # Event names, statuses, the warehouse size, and the masking's names: PHI tag values and the role.
+        allowed = {"INSERT", "MODIFY", "REMOVE", "STAGED", "MERGED", "GAP_ACCEPTED", "SMALL",
+                   *PHI_KINDS, "record", SETTINGS.role}
         assert set(literals) <= allowed, f"{statement.name} has literals {set(literals) - allowed}"
 
 
@@ -37,7 +42,8 @@ def test_names_come_from_settings():
     assert "MERGE INTO MY_DB.CDC_SCHEMA.my_dest tgt" in merge
 
 
-def test_only_account_level_statements_are_snowflake_only():
+def test_only_account_level_and_masking_statements_are_snowflake_only():
     setup = sql.load("setup", SETTINGS, MAPPING)
     only = {name for name, s in setup.items() if s.snowflake_only}
-    assert only == {"create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema"}
+    assert only == {"create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema",
+                    *MASKING_STATEMENTS}
