@@ -12,12 +12,14 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 | `staged_batch` | CDC staging and event-history rows plus the new checkpoints, in one Snowflake transaction |
 | `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
 | `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation` |
+| `removed_batch_files` | batch files of earlier runs (failed or killed ones too) once their records are staged or superseded, and any older than `CDC_BATCH_FILE_MAX_AGE_HOURS`; also runs when the sensor skips |
 
 Runs follow `CDC_SCHEDULE` (default `@continuous`: a new run starts as soon as the last one ends, one at a
 time). Replay and backfill are DAG runs: every step is idempotent, so clearing or re-running a run is safe.
 A failed run loses nothing: the next run reads from the same committed checkpoints. After five failed
 runs in a row the DAG pauses itself (`max_consecutive_failed_dag_runs`); unpause it once the cause is fixed.
 Records never travel through XCom (ids, positions and counts only), and no task logs claim content.
+Batch files (claims, PHI) are owner-only on `file://`; see the README's *Batch files*.
 """
 
 from __future__ import annotations
@@ -132,9 +134,23 @@ def claims_cdc():
 
         return reconcile(SETTINGS, _run_id())
 
+    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=10))
+    def removed_batch_files(batch: dict | None) -> dict:
+        """Removes the batch files no run needs any more: those of earlier runs (failed or killed ones
+        included) once their records are staged or superseded, and any older than
+        `CDC_BATCH_FILE_MAX_AGE_HOURS`. Runs after a successful merge, and in a run whose sensor skipped;
+        not after a failure (the next run cleans up). Returns counts and batch ids only."""
+        from claims_cdc.pipeline import remove_batch_files
+
+        dag_run = get_current_context().get("dag_run")
+        return remove_batch_files(SETTINGS, batch, getattr(dag_run, "start_date", None))
+
     batch = extracted_batch()
     waiting >> batch
-    reconciliation(merged_counts(staged_batch(transformed_batch(batch))))
+    staged = staged_batch(transformed_batch(batch))
+    merged = merged_counts(staged)
+    reconciliation(merged)
+    merged >> removed_batch_files(staged)
 
 
 claims_cdc()

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from claims_cdc import aws, batch_files, warehouse
@@ -79,7 +79,7 @@ def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: d
         page_limit=settings.get_records_limit,
         started_at=started_at,
     )
-    batch_id = uuid.uuid4().hex
+    batch_id = batch_files.new_batch_id()
     uri = batch_files.batch_uri(settings, dag_run_id, batch_id)
     count = batch_files.write_jsonl(settings, f"{uri}/records.jsonl", (r.to_json() for r in result.records))
     shards = [s.to_json() for s in result.shards]
@@ -97,8 +97,21 @@ def time_rules(settings: Settings, batch: dict[str, Any]) -> TimeRules:
                      max_skew_seconds=settings.max_clock_skew_seconds)
 
 
+def _files_gone(batch: dict[str, Any]) -> Exception:
+    """A cleared task of an old run whose batch files were removed: only a new extract can help."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(
+        f"batch {batch['batch_id']}: its files were removed (a later run staged or re-read its records, or "
+        f"they passed CDC_BATCH_FILE_MAX_AGE_HOURS); nothing was lost: clear this run from extracted_batch "
+        "to read again from the stored checkpoints"
+    )
+
+
 def transform(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
     """Flatten and rename the batch's records by the mapping file; keep bad ones with their reason."""
+    if not batch_files.batch_exists(settings, f"{batch['uri']}/records.jsonl"):
+        raise _files_gone(batch)
     records = [SourceRecord.from_json(d) for d in batch_files.read_jsonl(settings, f"{batch['uri']}/records.jsonl")]
     result = transform_records(records, mapping_for(settings), time_rules(settings, batch))
     rows = batch_files.write_jsonl(settings, f"{batch['uri']}/rows.jsonl", result.rows)
@@ -114,8 +127,18 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
     if not batch["records"] and not any(s["drained"] for s in batch["shards"]):
         log.info("batch %s is empty; nothing to stage", batch["batch_id"])
         return {**batch, "rows_staged": 0, "history_rows": 0, "rows_rejected": 0}
-    rows = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rows.jsonl"))
-    rejected = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rejected.jsonl"))
+    try:
+        rows = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rows.jsonl"))
+        rejected = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rejected.jsonl"))
+    except FileNotFoundError:
+        # A retry after this batch was staged and its files removed is done; any other case needs a new extract.
+        with _snowflake(settings) as snow:
+            done = warehouse.staged_counts(snow, settings, mapping_for(settings), batch["batch_id"])
+        if done is None:
+            raise _files_gone(batch) from None
+        log.info("batch %s was already staged and its files removed; nothing to do", batch["batch_id"])
+        return {**batch, "rows_staged": done.rows_staged, "history_rows": done.history_rows,
+                "rows_rejected": done.rows_rejected}
     with _snowflake(settings) as snow:
         counts = warehouse.stage_batch(
             snow,
@@ -147,7 +170,7 @@ def redrive(settings: Settings, limit: int, run_id: str) -> dict[str, Any]:
     mapping = mapping_for(settings)
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     rules = time_rules(settings, {"retention_hours": retention_hours(kinesis, settings.kinesis_stream)})
-    batch_id = f"redrive-{uuid.uuid4().hex}"
+    batch_id = f"redrive-{batch_files.new_batch_id()}"
     with _snowflake(settings) as snow:
         letters = warehouse.read_dead_letters(snow, settings, mapping, limit)
         records = [SourceRecord(d["shard_id"], d["sequence_number"], base64.b64decode(d["payload_base64"]),
@@ -175,6 +198,23 @@ def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> 
     if batch:
         batch_files.remove_batch(settings, dag_run_id, batch["batch_id"])
     return counts.to_json()
+
+
+def remove_batch_files(
+    settings: Settings, batch: dict[str, Any] | None, run_started_at: datetime | None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Remove the batch files no run needs any more (runs after a successful merge, or a skipped run).
+
+    After this run's merge, every batch extracted before this run's is staged or superseded: this run read
+    from the committed checkpoints, so an earlier batch's records were staged by it or by this run. When the
+    sensor found nothing after the checkpoints, the same holds for every batch extracted before the run
+    started. Any batch older than ``CDC_BATCH_FILE_MAX_AGE_HOURS`` goes too. Returns counts and ids only.
+    """
+    settled_before = batch_files.batch_time(batch["batch_id"]) if batch else run_started_at
+    if settled_before is not None and settled_before.tzinfo is None:
+        settled_before = settled_before.replace(tzinfo=UTC)
+    removed = batch_files.remove_finished(settings, settled_before=settled_before, now=now)
+    return {**removed.to_json(), "batch_ids": removed.superseded + removed.expired}
 
 
 def reconcile(settings: Settings, dag_run_id: str) -> dict[str, Any]:

@@ -107,6 +107,8 @@ class Settings:
     poke_interval: float = 2.0
     #: Where batch files go: ``file://`` or ``s3://`` (through the AWS connection). PHI: keep it private.
     batch_root: str = field(default_factory=lambda: f"file://{PROJECT_ROOT / '.local' / 'batches'}")
+    #: Hours after its extract when a batch's files are removed whatever became of its run (the sweeper).
+    batch_file_max_age_hours: int = 24
     #: The mapping from DynamoDB attributes to Snowflake columns (the seed's FlattenJson + Jolt step).
     mapping_path: Path = INCLUDE_DIR / "mapping" / "claims.json"
     #: Set to ``fakesnow`` on the local stack: statements that only real Snowflake runs are skipped, loudly.
@@ -189,6 +191,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sensor_timeout=_int(env, "CDC_SENSOR_TIMEOUT", defaults.sensor_timeout, 1, 86_400),
         poke_interval=_float(env, "CDC_POKE_INTERVAL", defaults.poke_interval, 0.1, 3_600),
         batch_root=batch_root.rstrip("/"),
+        batch_file_max_age_hours=_int(env, "CDC_BATCH_FILE_MAX_AGE_HOURS", defaults.batch_file_max_age_hours,
+                                      1, 8_760),
         mapping_path=mapping_path,
         snowflake_emulator=emulator,
         fail_on_mismatch=_bool(env, "CDC_FAIL_ON_MISMATCH", defaults.fail_on_mismatch),

@@ -170,6 +170,15 @@ def report(session: Session, settings: Settings, mapping: Mapping) -> dict[str, 
             "dead_letters": reasons}
 
 
+def staged_counts(session: Session, settings: Settings, mapping: Mapping, batch_id: str) -> StageCounts | None:
+    """The batch log's counts for a batch already staged; ``None`` when it never was."""
+    done = session.fetchall(load("stage", settings, mapping)["read_batch"], [batch_id])
+    if not done:
+        return None
+    _status, staged, history, rejected_count = done[0]
+    return StageCounts(batch_id, int(staged), int(history), int(rejected_count), already_staged=True)
+
+
 def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_id: str, operator: str) -> str:
     """Restart one shard at its TRIM_HORIZON after an operator accepted a retention gap; logged for audit."""
     stmts = load("stage", settings, mapping)

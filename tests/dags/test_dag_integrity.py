@@ -57,7 +57,11 @@ def test_claims_cdc_shape(dagbag):
     assert dag.doc_md and "claims_cdc" in dag.doc_md
     order = ["stream_has_records", "extracted_batch", "transformed_batch", "staged_batch", "merged_counts",
              "reconciliation"]
-    assert [t.task_id for t in dag.topological_sort()] == order
+    assert [t.task_id for t in dag.topological_sort() if t.task_id != "removed_batch_files"] == order
+    # batch-file clean-up follows the merge, and also runs when the sensor skipped (never after a failure)
+    tidy = dag.get_task("removed_batch_files")
+    assert tidy.upstream_task_ids == {"staged_batch", "merged_counts"}
+    assert str(tidy.trigger_rule) in {"none_failed", "TriggerRule.NONE_FAILED"}
 
 
 def test_every_task_retries_with_backoff_and_has_an_owner(dagbag):

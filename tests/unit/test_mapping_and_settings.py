@@ -62,6 +62,8 @@ def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
         ({"CDC_FAIL_ON_MISMATCH": "maybe"}, "CDC_FAIL_ON_MISMATCH='maybe' is not a boolean"),
         ({"CDC_SNOWFLAKE_EMULATOR": "duckdb"}, "CDC_SNOWFLAKE_EMULATOR='duckdb' must be empty or 'fakesnow'"),
         ({"CDC_SCHEDULE": "every minute"}, "CDC_SCHEDULE='every minute' must be @continuous, none, a preset"),
+        ({"CDC_BATCH_FILE_MAX_AGE_HOURS": "0"}, "CDC_BATCH_FILE_MAX_AGE_HOURS=0 is outside 1..8760"),
+        ({"CDC_BATCH_FILE_MAX_AGE_HOURS": "1.5"}, "CDC_BATCH_FILE_MAX_AGE_HOURS='1.5' is not a whole number"),
         ({"CDC_SENSOR_MODE": "async"}, "CDC_SENSOR_MODE='async' must be one of deferrable, reschedule, poke"),
     ],
 )
@@ -76,6 +78,11 @@ def test_environment_settings_reach_the_rendered_sql():
     merge = sql.load("merge", settings, load_mapping(settings.mapping_path))["merge_destination"].text
     assert "MERGE INTO CLAIMS_DB.CDC_TEST.claims_dest tgt" in merge
     assert (settings.max_records, settings.poke_interval) == (250, 0.5)
+
+
+def test_batch_file_max_age_defaults_to_a_day():
+    assert load_settings({}).batch_file_max_age_hours == 24
+    assert load_settings({"CDC_BATCH_FILE_MAX_AGE_HOURS": "6"}).batch_file_max_age_hours == 6
 
 
 @pytest.mark.parametrize(

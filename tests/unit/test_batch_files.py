@@ -1,0 +1,148 @@
+"""Batch files (PHI): owner-only modes, time-ordered ids, and which batches the clean-up removes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from claims_cdc import batch_files
+from claims_cdc.settings import Settings
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+SECRET = "Ada Lovelace 555-010-0199"  # stands for a claim's content: must never reach a log line
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "batches"
+
+
+@pytest.fixture
+def settings(root) -> Settings:
+    return replace(Settings(), batch_root=f"file://{root}", batch_file_max_age_hours=24)
+
+
+@pytest.fixture
+def permissive_umask():
+    previous = os.umask(0o000)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _batch(settings: Settings, run: str, created: datetime) -> tuple[str, Path]:
+    batch_id = batch_files.new_batch_id(created)
+    uri = batch_files.batch_uri(settings, run, batch_id)
+    batch_files.write_jsonl(settings, f"{uri}/records.jsonl", [{"patient": SECRET}])
+    return batch_id, Path(uri.removeprefix("file://"))
+
+
+def _left(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_files_are_0600_and_directories_0700_whatever_the_umask(settings, root, permissive_umask):
+    uri = batch_files.batch_uri(settings, "manual__2026-11-25T12:00:00+00:00", batch_files.new_batch_id())
+    assert batch_files.write_jsonl(settings, f"{uri}/records.jsonl", [{"a": 1}, {"b": 2}]) == 2
+    batch_files.write_jsonl(settings, f"{uri}/rows.jsonl", [])
+    batch_dir = Path(uri.removeprefix("file://"))
+    assert {_mode(batch_dir / name) for name in ("records.jsonl", "rows.jsonl")} == {0o600}
+    assert _mode(batch_dir) == _mode(batch_dir.parent) == _mode(root) == 0o700
+    assert list(batch_files.read_jsonl(settings, f"{uri}/records.jsonl")) == [{"a": 1}, {"b": 2}]
+
+
+def test_a_retry_rewrites_a_file_left_world_readable_by_an_earlier_version(settings, root, permissive_umask):
+    batch_dir = root / "run-1" / "0123456789abcdef0123456789abcdef"
+    batch_dir.mkdir(parents=True, mode=0o755)
+    (batch_dir / "rows.jsonl").write_text("stale\n")
+    os.chmod(batch_dir / "rows.jsonl", 0o644)
+    batch_files.write_jsonl(settings, f"file://{batch_dir}/rows.jsonl", [{"x": 1}])
+    assert _mode(batch_dir / "rows.jsonl") == 0o600
+    assert _mode(batch_dir) == _mode(batch_dir.parent) == 0o700
+    assert (batch_dir / "rows.jsonl").read_text() == '{"x":1}\n'
+
+
+def test_batch_ids_sort_by_time_and_carry_it():
+    times = [NOW + timedelta(microseconds=n) for n in (0, 1, 999_999, 1_000_000, 86_400_000_000)]
+    ids = [batch_files.new_batch_id(t) for t in times]
+    assert sorted(ids) == ids
+    assert [batch_files.batch_time(i) for i in ids] == times
+    assert ids[0].startswith("20261125T120000000000-") and len(ids[0]) == 21 + 1 + 32
+    # another time zone is stored as UTC
+    assert batch_files.batch_time(batch_files.new_batch_id(NOW.astimezone(timezone(timedelta(hours=-5))))) == NOW
+
+
+@pytest.mark.parametrize("name", ["0123456789abcdef0123456789abcdef", "gap-0123", "20261325T120000000000-"
+                                  + "0" * 32, "notes", ""])
+def test_names_that_carry_no_time_have_none(name):
+    assert batch_files.batch_time(name) is None
+
+
+def test_the_sweeper_removes_only_batches_older_than_the_setting(settings, root):
+    old, old_dir = _batch(settings, "run-1", NOW - timedelta(hours=24, seconds=1))
+    young, _ = _batch(settings, "run-2", NOW - timedelta(hours=23, minutes=59))
+    removed = batch_files.remove_finished(settings, settled_before=None, now=NOW)
+    assert (removed.expired, removed.superseded) == ([old], [])
+    assert not old_dir.exists() and not old_dir.parent.exists()  # the emptied run directory goes too
+    assert _left(root) == ["run-2", f"run-2/{young}", f"run-2/{young}/records.jsonl"]
+    shorter = replace(settings, batch_file_max_age_hours=1)
+    assert batch_files.remove_finished(shorter, settled_before=None, now=NOW).expired == [young]
+    assert _left(root) == []
+
+
+def test_settled_batches_are_removed_and_later_ones_kept(settings, root):
+    first, _ = _batch(settings, "run-1", NOW - timedelta(minutes=10))
+    killed, _ = _batch(settings, "run-2", NOW - timedelta(minutes=5))
+    current, _ = _batch(settings, "run-3", NOW - timedelta(minutes=1))
+    later, _ = _batch(settings, "run-4", NOW)  # extracted after the current one: not settled by it
+    removed = batch_files.remove_finished(settings, settled_before=batch_files.batch_time(current), now=NOW)
+    assert removed.superseded == [first, killed]
+    assert sorted(p.name for p in root.glob("*/*")) == sorted([current, later])
+
+
+def test_unknown_names_are_left_alone_and_legacy_ids_age_by_mtime(settings, root):
+    legacy_old = root / "run-1" / ("a" * 32)
+    legacy_new = root / "run-1" / ("b" * 32)
+    stranger = root / "run-1" / "operator-notes"
+    for directory in (legacy_old, legacy_new, stranger):
+        directory.mkdir(parents=True)
+        (directory / "records.jsonl").write_text("{}\n")
+    stamp = (NOW - timedelta(hours=30)).timestamp()
+    os.utime(legacy_old / "records.jsonl", (stamp, stamp))
+    os.utime(stranger / "records.jsonl", (stamp, stamp))
+    removed = batch_files.remove_finished(settings, settled_before=NOW, now=NOW)
+    # legacy ids carry no time: only the age rule applies to them, by their files' modification time
+    assert (removed.expired, removed.superseded) == (["a" * 32], [])
+    assert sorted(p.name for p in (root / "run-1").iterdir()) == ["b" * 32, "operator-notes"]
+
+
+def test_clean_up_logs_ids_and_counts_never_content(settings, root):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(batch_files.__name__)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        old, _ = _batch(settings, "run-1", NOW - timedelta(days=2))
+        (root / "run-1" / "stray").mkdir()
+        batch_files.remove_finished(settings, settled_before=None, now=NOW)
+    finally:
+        logger.removeHandler(handler)
+    text = "\n".join(r.getMessage() for r in records)
+    assert old in text and "stray" in text
+    assert SECRET not in text and "patient" not in text
+
+
+def test_an_absent_root_is_nothing_to_do(settings):
+    assert batch_files.remove_finished(settings, settled_before=NOW, now=NOW).to_json() == {
+        "superseded": 0, "expired": 0}
