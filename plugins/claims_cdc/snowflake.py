@@ -14,8 +14,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+from snowflake.connector.errors import ProgrammingError
 
 log = logging.getLogger(__name__)
+
+#: Snowflake's "Object does not exist or not authorized" error number (SQL compilation error).
+OBJECT_MISSING_ERRNO = 2003
+
+
+class SnowflakeObjectMissing(RuntimeError):
+    """A statement names a database, schema or table that does not exist (or the role may not use).
+
+    No retry can fix it. The message names the statement, the error number and SQLSTATE, and the settings to
+    check, never the database's own message text (which can echo values).
+    """
+
+    def __init__(self, statement: str, errno: int | None, sqlstate: str | None, sfqid: str | None):
+        super().__init__(
+            f"Snowflake statement {statement!r} failed with errno {errno} (SQLSTATE {sqlstate}, query id {sfqid}): "
+            "an object it uses does not exist or is not authorized. Check CDC_SNOWFLAKE_DATABASE, "
+            "CDC_SNOWFLAKE_SCHEMA and the table settings against the connection's role, and create the objects "
+            "with `python -m claims_cdc.admin setup`"
+        )
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,12 @@ class Session:
                         statement.snowflake_only)
             return None
         cursor = self.connection.cursor()
-        cursor.execute(statement.text, list(params) if params else None)
+        try:
+            cursor.execute(statement.text, list(params) if params else None)
+        except ProgrammingError as error:
+            if error.errno == OBJECT_MISSING_ERRNO:
+                raise SnowflakeObjectMissing(statement.name, error.errno, error.sqlstate, error.sfqid) from None
+            raise
         return cursor
 
     def fetchall(self, statement: Statement, params: Sequence[Any] = ()) -> list[tuple]:
