@@ -177,42 +177,46 @@ _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CONNECTION_FIELDS = {"conn_type", "description", "host", "login", "password", "schema", "port", "extra"}
 
 
+def _connection_problem(value: str) -> str | None:
+    """What is wrong with an ``AIRFLOW_CONN_*`` value as Airflow reads it, in words that never quote it."""
+    if not value.startswith("{"):
+        if not _URI_SCHEME.match(value):
+            return "is neither JSON (it does not start with '{') nor a URI with a scheme (conn-type://...)"
+        if value.count("://") > 2:
+            return "is not a valid connection URI: it has more than two '://'"
+        return None
+    try:
+        doc = json.loads(value)
+    except json.JSONDecodeError as err:  # its msg, line and column only: err.doc is the value
+        return f"is not valid JSON ({err.msg}: line {err.lineno} column {err.colno})"
+    if not isinstance(doc.get("conn_type"), str) or not doc["conn_type"].strip():
+        return 'has no conn_type (a string, such as "aws" or "snowflake")'
+    unknown = sorted(set(doc) - _CONNECTION_FIELDS)
+    if unknown:
+        return (f"has unknown field(s) {', '.join(unknown)}; Airflow's connection fields are "
+                f"{', '.join(sorted(_CONNECTION_FIELDS))}")
+    extra = doc.get("extra")
+    if extra is not None and not isinstance(extra, dict | str):
+        return "has an extra that is not a JSON object (or a string holding one)"
+    port = doc.get("port")
+    if port is not None and not (isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit())):
+        return "has a port that is not a whole number"
+    return None
+
+
 def check_connection_env(env: Mapping[str, str], setting: str, conn_id: str) -> None:
     """Fail when the ``AIRFLOW_CONN_<CONN_ID>`` variable for ``conn_id`` is set but malformed.
 
     Airflow reads it as JSON when it starts with ``{`` and as a URI otherwise; a malformed one is reported
     by Airflow only later, and misleadingly ("isn't defined"), or ignored (the AWS hook then falls back to
     default credentials). Unset or empty: Airflow looks in its other secrets backends, and so do we.
-    The value holds secrets: messages name the variable and the problem, never the value.
+    The value holds secrets: the message names the variable and the problem, never the value.
     """
     variable = f"AIRFLOW_CONN_{conn_id.upper()}"
     value = (env.get(variable) or "").strip()
-    if not value:
-        return
-    where = f"{variable} (the connection {setting}={conn_id!r} names)"
-    if not value.startswith("{"):
-        if not _URI_SCHEME.match(value):
-            raise ConfigError(f"{where} is neither JSON (it does not start with '{{') nor a URI with a scheme "
-                              "(conn-type://...)")
-        if value.count("://") > 2:
-            raise ConfigError(f"{where} is not a valid connection URI: it has more than two '://'")
-        return
-    try:
-        doc = json.loads(value)
-    except json.JSONDecodeError as err:  # msg, line and column only: err.doc is the value
-        raise ConfigError(f"{where} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno})") from None
-    if not isinstance(doc.get("conn_type"), str) or not doc["conn_type"].strip():
-        raise ConfigError(f"{where} has no conn_type (a string, such as \"aws\" or \"snowflake\")")
-    unknown = sorted(set(doc) - _CONNECTION_FIELDS)
-    if unknown:
-        raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; Airflow's connection fields are "
-                          f"{', '.join(sorted(_CONNECTION_FIELDS))}")
-    extra = doc.get("extra")
-    if extra is not None and not isinstance(extra, dict | str):
-        raise ConfigError(f"{where}: extra must be a JSON object (or a string holding one)")
-    port = doc.get("port")
-    if port is not None and not (isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit())):
-        raise ConfigError(f"{where}: port must be a whole number")
+    problem = _connection_problem(value) if value else None
+    if problem:
+        raise ConfigError(f"{variable} {problem}; it defines the connection {setting} names ({conn_id!r})")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
