@@ -29,10 +29,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from claims_cdc.mapping import load_mapping
 from claims_cdc.sensors import KinesisStreamRecordsSensor
 from claims_cdc.settings import load_settings
 
+# Configuration errors fail the parse: a bad CDC_* setting, a malformed AIRFLOW_CONN_* variable for either
+# connection, or a broken mapping file shows as this DAG's import error, naming the setting. (Local reads
+# only: no connection is opened and no network is used here.) Inside a task, such errors fail the task
+# without retries (claims_cdc.pipeline.fails_without_retry).
 SETTINGS = load_settings()
+load_mapping(SETTINGS.mapping_path)
 
 
 def _run_id() -> str:

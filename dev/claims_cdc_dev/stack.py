@@ -319,8 +319,12 @@ def provision_aws(cfg: StackConfig, env: dict[str, str]) -> None:
     from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
     from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
 
-    ddb = DynamoDBHook(aws_conn_id="aws_default").conn.meta.client
-    kinesis = KinesisHook(aws_conn_id="aws_default").get_conn()
+    create_table_and_stream(cfg, DynamoDBHook(aws_conn_id="aws_default").conn.meta.client,
+                            KinesisHook(aws_conn_id="aws_default").get_conn())
+
+
+def create_table_and_stream(cfg: StackConfig, ddb, kinesis) -> None:
+    """The DynamoDB table (streams on, new and old images) and the Kinesis stream, unless they exist."""
     existing = ddb.list_tables()["TableNames"]
     if cfg.table not in existing:
         ddb.create_table(

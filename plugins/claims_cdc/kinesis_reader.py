@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from claims_cdc.aws import error_code
 from claims_cdc.transform import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,31 @@ MAX_EMPTY_PAGES = 5
 
 class CheckpointGap(RuntimeError):
     """Records after a stored checkpoint may have expired from the stream unread. Never skipped silently."""
+
+
+class StreamNotFound(RuntimeError):
+    """Kinesis says the stream does not exist (ResourceNotFoundException): no retry can fix that."""
+
+    def __init__(self, stream_name: str):
+        super().__init__(
+            f"CDC_KINESIS_STREAM: the Kinesis stream {stream_name!r} does not exist in the AWS connection's "
+            "account and region (ResourceNotFoundException); check the stream name and the connection"
+        )
+        self.stream_name = stream_name
+
+
+def _stream_call(method: Any, stream_name: str, **kwargs: Any) -> dict[str, Any]:
+    """A call that names the stream: ResourceNotFoundException becomes :class:`StreamNotFound`.
+
+    Only calls about the stream itself (ListShards, DescribeStreamSummary): GetShardIterator says the same
+    for a shard trimmed since it was listed, which a retry does fix.
+    """
+    try:
+        return method(**kwargs)
+    except Exception as error:
+        if error_code(error) == "ResourceNotFoundException":
+            raise StreamNotFound(stream_name) from error
+        raise
 
 
 @dataclass(frozen=True)
@@ -78,7 +104,7 @@ def list_shards(client: Any, stream_name: str) -> list[dict[str, Any]]:
     shards: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"StreamName": stream_name}
     while True:
-        page = client.list_shards(**kwargs)
+        page = _stream_call(client.list_shards, stream_name, **kwargs)
         shards.extend(page.get("Shards", []))
         token = page.get("NextToken")
         if not token:
@@ -296,7 +322,8 @@ def check_retention(client: Any, stream_name: str, checkpoints: dict[str, Checkp
     positioned = [c for c in checkpoints.values() if not c.closed and c.sequence_number is not None]
     if not positioned:
         return
-    summary = client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    summary = _stream_call(client.describe_stream_summary, stream_name,
+                           StreamName=stream_name)["StreamDescriptionSummary"]
     retention = timedelta(hours=int(summary.get("RetentionPeriodHours", 24)))
     stale = [c for c in positioned if c.verified_at is None or c.verified_at < now - retention]
     if not stale:

@@ -7,17 +7,21 @@ travel through batch files (:mod:`claims_cdc.batch_files`) and Snowflake. Every 
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from claims_cdc import aws, batch_files, warehouse
 from claims_cdc.kinesis_reader import (
     Checkpoint,
     CheckpointGap,
+    StreamNotFound,
     check_retention,
     has_records,
     read_batch,
@@ -25,10 +29,35 @@ from claims_cdc.kinesis_reader import (
 )
 from claims_cdc.mapping import Mapping, load_mapping
 from claims_cdc.settings import ConfigError, Settings
-from claims_cdc.snowflake import Session, session
+from claims_cdc.snowflake import Session, SnowflakeObjectMissing, session
 from claims_cdc.transform import SourceRecord, TimeRules, transform_records
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: Errors no retry can fix: a bad setting, a stream, table or Snowflake object that does not exist, and
+#: records that expired unread. Their messages name the setting (or the shard) and never hold record content.
+#: A batch that does not balance is a bug: retrying the same records cannot fix it.
+UNRETRYABLE = (ConfigError, StreamNotFound, aws.TableNotFound, SnowflakeObjectMissing, CheckpointGap,
+               warehouse.BatchImbalance)
+
+
+def fails_without_retry(body: Callable[_P, _R]) -> Callable[_P, _R]:
+    """The one place where the task bodies turn an error no retry can fix into ``AirflowFailException``.
+
+    The task then fails at once, with the same message, instead of retrying for minutes first.
+    """
+
+    @functools.wraps(body)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return body(*args, **kwargs)
+        except UNRETRYABLE as error:
+            raise AirflowFailException(str(error)) from error
+
+    return run
 
 
 def mapping_for(settings: Settings) -> Mapping:
@@ -42,12 +71,14 @@ def _snowflake(settings: Settings) -> Iterator[Session]:
         yield snow
 
 
+@fails_without_retry
 def stored_checkpoints(settings: Settings) -> dict[str, Checkpoint]:
     """Each shard's position as committed in Snowflake (one short session)."""
     with _snowflake(settings) as snow:
         return warehouse.read_checkpoints(snow, settings, mapping_for(settings))
 
 
+@fails_without_retry
 def stream_has_records(settings: Settings, checkpoints: dict[str, Checkpoint] | None = None) -> bool:
     """True when any shard has a record after its stored checkpoint (nothing is consumed).
 
@@ -58,19 +89,15 @@ def stream_has_records(settings: Settings, checkpoints: dict[str, Checkpoint] | 
     return has_records(aws.kinesis_client(settings.aws_conn_id), settings.kinesis_stream, checkpoints)
 
 
+@fails_without_retry
 def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> dict[str, Any]:
     """Read what is in the stream after the stored checkpoints (up to ``max_records``) into a batch file."""
     if max_records < 1:
         raise ConfigError(f"max_records={max_records} must be at least 1")
     checkpoints = stored_checkpoints(settings)
     kinesis = aws.kinesis_client(settings.aws_conn_id)
-    try:
-        check_retention(kinesis, settings.kinesis_stream, checkpoints)
-    except CheckpointGap as gap:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        # No retry can bring expired records back: fail at once, loudly, naming the gap.
-        raise AirflowFailException(str(gap)) from gap
+    # A CheckpointGap fails the task at once (fails_without_retry): no retry brings expired records back.
+    check_retention(kinesis, settings.kinesis_stream, checkpoints)
     result = read_batch(
         kinesis,
         settings.kinesis_stream,
@@ -99,8 +126,6 @@ def time_rules(settings: Settings, batch: dict[str, Any]) -> TimeRules:
 
 def _files_gone(batch: dict[str, Any]) -> Exception:
     """A cleared task of an old run whose batch files were removed: only a new extract can help."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     return AirflowFailException(
         f"batch {batch['batch_id']}: its files were removed (a later run staged or re-read its records, or "
         f"they passed CDC_BATCH_FILE_MAX_AGE_HOURS); nothing was lost: clear this run from extracted_batch "
@@ -108,6 +133,7 @@ def _files_gone(batch: dict[str, Any]) -> Exception:
     )
 
 
+@fails_without_retry
 def transform(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
     """Flatten and rename the batch's records by the mapping file; keep bad ones with their reason."""
     if not batch_files.batch_exists(settings, f"{batch['uri']}/records.jsonl"):
@@ -122,6 +148,7 @@ def transform(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
     return {**batch, "rows": rows, "rejected": rejected}
 
 
+@fails_without_retry
 def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
     """Load the CDC and history tables and move the checkpoints, in one transaction."""
     if not batch["records"] and not any(s["drained"] for s in batch["shards"]):
@@ -190,6 +217,7 @@ def redrive(settings: Settings, limit: int, run_id: str) -> dict[str, Any]:
     return summary
 
 
+@fails_without_retry
 def merge(settings: Settings, batch: dict[str, Any] | None, dag_run_id: str) -> dict[str, int]:
     """Merge everything staged (this batch and any an earlier run left), then drop this run's batch files."""
     merge_id = uuid.uuid4().hex
@@ -217,6 +245,7 @@ def remove_batch_files(
     return {**removed.to_json(), "batch_ids": removed.superseded + removed.expired}
 
 
+@fails_without_retry
 def reconcile(settings: Settings, dag_run_id: str) -> dict[str, Any]:
     """Compare the destination's row count with DynamoDB's exact item count, and record it."""
     dynamodb_count = aws.dynamodb_item_count(settings.aws_conn_id, settings.dynamodb_table)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,37 @@ _TEMPLATED_PLACEHOLDER = 0
 
 class KinesisTriggerError(RuntimeError):
     """The trigger could not look at the stream (a RuntimeError, so ``soft_fail`` does not hide it)."""
+
+
+class _FailureInTransit(Exception):
+    """Carries an ``AirflowFailException`` out of ``poke`` or ``execute_complete``.
+
+    BaseSensorOperator turns an ``AirflowFailException`` raised there into a *skip* when ``soft_fail`` is on
+    (this sensor's default), which would hide a missing stream or a bad setting behind quietly skipped
+    runs. A plain exception passes it untouched; :func:`_failures_delivered` raises the original again.
+    """
+
+    def __init__(self, failure: AirflowFailException):
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+@contextmanager
+def _failures_carried() -> Iterator[None]:
+    """Inside ``poke`` and ``execute_complete``: an ``AirflowFailException`` leaves as :class:`_FailureInTransit`."""
+    try:
+        yield
+    except AirflowFailException as failure:
+        raise _FailureInTransit(failure) from failure
+
+
+@contextmanager
+def _failures_delivered() -> Iterator[None]:
+    """Around BaseSensorOperator's ``execute`` and ``resume_execution``: the carried failure, as itself."""
+    try:
+        yield
+    except _FailureInTransit as carried:
+        raise carried.failure from None
 
 
 def _seconds(name: str, value: Any) -> float:
@@ -106,9 +138,11 @@ class KinesisStreamRecordsSensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         settings = self._resolve()
         if not self.deferrable:
-            return super().execute(context)
+            with _failures_delivered():  # from poke, past soft_fail
+                return super().execute(context)
         from claims_cdc.pipeline import stored_checkpoints, stream_has_records
 
+        # An AirflowFailException raised here (a missing stream, a bad setting) fails the task as it is.
         checkpoints = stored_checkpoints(settings)  # once: the trigger gets them and never reads Snowflake
         if stream_has_records(settings, checkpoints):
             self.log.info("records are waiting after the checkpoints; no need to defer")
@@ -125,8 +159,13 @@ class KinesisStreamRecordsSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
         )
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        with _failures_delivered():  # from execute_complete, past soft_fail
+            return super().resume_execution(next_method, next_kwargs, context)
+
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        self._resolve()
+        with _failures_carried():
+            self._resolve()
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
             # Not an event this trigger fires: fail (and retry) rather than guess.
             shape = sorted(event) if isinstance(event, dict) else type(event).__name__
@@ -144,9 +183,13 @@ class KinesisStreamRecordsSensor(BaseSensorOperator):
             from airflow.sdk.exceptions import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(message)
+        if event.get("retry") is False:  # the trigger knows no retry can fix it (the stream does not exist)
+            with _failures_carried():
+                raise AirflowFailException(f"the trigger could not look at the stream: {event.get('error')}")
         raise KinesisTriggerError(f"the trigger could not look at the stream: {event.get('error')}")
 
     def poke(self, context: Any) -> bool:
         from claims_cdc.pipeline import stream_has_records
 
-        return stream_has_records(self._resolve())
+        with _failures_carried():
+            return stream_has_records(self._resolve())

@@ -7,6 +7,7 @@ by ``CDC_AWS_CONN_ID`` and ``CDC_SNOWFLAKE_CONN_ID``. A bad value fails at once,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -137,23 +138,90 @@ class Settings:
         }
 
 
-_SCHEDULE_PRESETS = {"@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
+#: Schedules Airflow takes as they are (not cron): ``@continuous`` and ``@once``.
+_SCHEDULE_KEYWORDS = {"@continuous", "@once"}
+#: Airflow's cron presets (airflow.sdk.definitions.timetables._cron.CRON_PRESETS), which it expands itself.
+_CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+}
 _SENSOR_MODES = ("deferrable", "reschedule", "poke")
 
 
 def _schedule(env: Mapping[str, str], default: str | None) -> str | None:
+    """``CDC_SCHEDULE`` as Airflow's ``schedule``: checked with croniter, the library Airflow's cron timetables use."""
+    from croniter import CroniterError, croniter
+
     raw = env.get("CDC_SCHEDULE")
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip()
     if value.lower() in {"none", "manual"}:
         return None
-    if value in _SCHEDULE_PRESETS or len(value.split()) == 5:
+    if value in _SCHEDULE_KEYWORDS or value in _CRON_PRESETS:
         return value
-    raise ConfigError(
-        f"CDC_SCHEDULE={raw!r} must be @continuous, none, a preset ({', '.join(sorted(_SCHEDULE_PRESETS))}) "
-        "or a five-field cron expression"
-    )
+    expected = (f"@continuous, @once, none, a preset ({', '.join(_CRON_PRESETS)}) "
+                "or a five-field cron expression (minute hour day-of-month month day-of-week)")
+    try:
+        fields = len(croniter(value).expanded)
+    except (CroniterError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"CDC_SCHEDULE={raw!r} is not a valid schedule ({err}); expected {expected}") from None
+    if fields != 5:
+        # croniter also reads a sixth (seconds) and seventh (year) field; Airflow's cron timetables do not
+        # describe or document them, so they are refused rather than half-supported.
+        raise ConfigError(f"CDC_SCHEDULE={raw!r} has {fields} fields; expected {expected}")
+    return value
+
+
+#: Airflow's JSON connection format: ``{"conn_type": ..., ...}``; its URI format: ``conn-type://...``.
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_CONNECTION_FIELDS = {"conn_type", "description", "host", "login", "password", "schema", "port", "extra"}
+
+
+def _connection_problem(value: str) -> str | None:
+    """What is wrong with an ``AIRFLOW_CONN_*`` value as Airflow reads it, in words that never quote it."""
+    if not value.startswith("{"):
+        if not _URI_SCHEME.match(value):
+            return "is neither JSON (it does not start with '{') nor a URI with a scheme (conn-type://...)"
+        if value.count("://") > 2:
+            return "is not a valid connection URI: it has more than two '://'"
+        return None
+    try:
+        doc = json.loads(value)
+    except json.JSONDecodeError as err:  # its msg, line and column only: err.doc is the value
+        return f"is not valid JSON ({err.msg}: line {err.lineno} column {err.colno})"
+    if not isinstance(doc.get("conn_type"), str) or not doc["conn_type"].strip():
+        return 'has no conn_type (a string, such as "aws" or "snowflake")'
+    unknown = sorted(set(doc) - _CONNECTION_FIELDS)
+    if unknown:
+        return (f"has unknown field(s) {', '.join(unknown)}; Airflow's connection fields are "
+                f"{', '.join(sorted(_CONNECTION_FIELDS))}")
+    extra = doc.get("extra")
+    if extra is not None and not isinstance(extra, dict | str):
+        return "has an extra that is not a JSON object (or a string holding one)"
+    port = doc.get("port")
+    if port is not None and not (isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit())):
+        return "has a port that is not a whole number"
+    return None
+
+
+def check_connection_env(env: Mapping[str, str], setting: str, conn_id: str) -> None:
+    """Fail when the ``AIRFLOW_CONN_<CONN_ID>`` variable for ``conn_id`` is set but malformed.
+
+    Airflow reads it as JSON when it starts with ``{`` and as a URI otherwise; a malformed one is reported
+    by Airflow only later, and misleadingly ("isn't defined"), or ignored (the AWS hook then falls back to
+    default credentials). Unset or empty: Airflow looks in its other secrets backends, and so do we.
+    The value holds secrets: the message names the variable and the problem, never the value.
+    """
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    value = (env.get(variable) or "").strip()
+    problem = _connection_problem(value) if value else None
+    if problem:
+        raise ConfigError(f"{variable} {problem}; it defines the connection {setting} names ({conn_id!r})")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -172,9 +240,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sensor_mode = env.get("CDC_SENSOR_MODE") or defaults.sensor_mode
     if sensor_mode not in _SENSOR_MODES:
         raise ConfigError(f"CDC_SENSOR_MODE={sensor_mode!r} must be one of {', '.join(_SENSOR_MODES)}")
+    aws_conn_id = env.get("CDC_AWS_CONN_ID") or defaults.aws_conn_id
+    snowflake_conn_id = env.get("CDC_SNOWFLAKE_CONN_ID") or defaults.snowflake_conn_id
+    check_connection_env(env, "CDC_AWS_CONN_ID", aws_conn_id)
+    check_connection_env(env, "CDC_SNOWFLAKE_CONN_ID", snowflake_conn_id)
     return Settings(
-        aws_conn_id=env.get("CDC_AWS_CONN_ID") or defaults.aws_conn_id,
-        snowflake_conn_id=env.get("CDC_SNOWFLAKE_CONN_ID") or defaults.snowflake_conn_id,
+        aws_conn_id=aws_conn_id,
+        snowflake_conn_id=snowflake_conn_id,
         dynamodb_table=env.get("CDC_DYNAMODB_TABLE") or defaults.dynamodb_table,
         kinesis_stream=env.get("CDC_KINESIS_STREAM") or defaults.kinesis_stream,
         database=_identifier(env, "CDC_SNOWFLAKE_DATABASE", defaults.database),

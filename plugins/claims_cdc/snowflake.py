@@ -18,6 +18,25 @@ from snowflake.connector.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
+#: Snowflake's "Object does not exist or not authorized" error number (SQL compilation error).
+OBJECT_MISSING_ERRNO = 2003
+
+
+class SnowflakeObjectMissing(RuntimeError):
+    """A statement names a database, schema or table that does not exist (or the role may not use).
+
+    No retry can fix it. The message names the statement, the error number and SQLSTATE, and the settings to
+    check, never the database's own message text (which can echo values).
+    """
+
+    def __init__(self, statement: str, errno: int | None, sqlstate: str | None, sfqid: str | None):
+        super().__init__(
+            f"Snowflake statement {statement!r} failed with errno {errno} (SQLSTATE {sqlstate}, query id {sfqid}): "
+            "an object it uses does not exist or is not authorized. Check CDC_SNOWFLAKE_DATABASE, "
+            "CDC_SNOWFLAKE_SCHEMA and the table settings against the connection's role, and create the objects "
+            "with `python -m claims_cdc.admin setup`"
+        )
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -79,8 +98,10 @@ class Session:
         cursor = self.connection.cursor()
         try:
             cursor.execute(statement.text, list(params) if params else None)
-        except DatabaseError as err:
-            raise StatementFailed.from_error(statement.name, err) from None
+        except DatabaseError as error:
+            if error.errno == OBJECT_MISSING_ERRNO:
+                raise SnowflakeObjectMissing(statement.name, error.errno, error.sqlstate, error.sfqid) from None
+            raise StatementFailed.from_error(statement.name, error) from None
         return cursor
 
     def fetchall(self, statement: Statement, params: Sequence[Any] = ()) -> list[tuple]:

@@ -11,6 +11,8 @@ Events carry a status and counts, never record content:
 - ``{"status": "records", "looks": n}``: a shard has a record after its checkpoint.
 - ``{"status": "timeout", "looks": n}``: none by ``deadline``.
 - ``{"status": "error", "error": ..., "looks": n}``: Kinesis failed; the sensor fails, so the task retries.
+- ``{"status": "error", "error": ..., "retry": False, "looks": n}``: the stream does not exist; the sensor
+  fails without retrying (no retry can fix that), with the message naming ``CDC_KINESIS_STREAM``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from claims_cdc.aws import kinesis_client
-from claims_cdc.kinesis_reader import Checkpoint, has_records
+from claims_cdc.kinesis_reader import Checkpoint, StreamNotFound, has_records
 
 #: The event statuses the trigger fires, and so the only ones the sensor accepts when it resumes.
 EVENT_STATUSES = ("records", "timeout", "error")
@@ -95,6 +97,9 @@ class KinesisRecordsTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "timeout", "looks": looks})
                     return
                 await asyncio.sleep(min(self.poke_interval, remaining))
+        except StreamNotFound as error:  # no retry can fix it: the sensor fails at once
+            self.log.error("%s", error)
+            yield TriggerEvent({"status": "error", "error": str(error), "retry": False, "looks": looks})
         except Exception as error:  # reported to the task, which fails and retries
             self.log.exception("looking for records failed")
             yield TriggerEvent({"status": "error", "error": f"{type(error).__name__}: {error}", "looks": looks})

@@ -121,3 +121,31 @@ def test_every_task_has_docs_and_a_timeout(dagbag):
     default = dagbag.get_dag("claims_cdc").params["sensor_timeout"]
     sensor, _ = _rendered_sensor(dagbag, {"sensor_timeout": default})
     assert sensor.timeout == float(default) > 0
+
+
+def _import_error(monkeypatch, **env) -> str:
+    """The dags/ folder parsed with ``env`` set: its one import error (what the UI shows)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    errors = _OfflineDagBag().import_errors
+    assert len(errors) == 1, errors
+    return next(iter(errors.values()))
+
+
+def test_a_broken_mapping_file_is_an_import_error_naming_the_setting(monkeypatch, tmp_path):
+    broken = tmp_path / "mapping.json"
+    broken.write_text('{"key_attribute": "claim_id", "columns": [{"column": "claimId"}]}')
+    error = _import_error(monkeypatch, CDC_MAPPING_PATH=str(broken))
+    assert "CDC_MAPPING_PATH" in error
+
+
+def test_a_malformed_connection_variable_is_an_import_error_naming_it_never_its_value(monkeypatch):
+    secret = "Pr1vate-Key-Passphrase"
+    error = _import_error(monkeypatch, AIRFLOW_CONN_SNOWFLAKE_DEFAULT='{"conn_type": "snowflake", "password": "'
+                          + secret + '", bad json')
+    assert "AIRFLOW_CONN_SNOWFLAKE_DEFAULT is not valid JSON" in error
+    assert secret not in error
+
+
+def test_a_schedule_that_is_not_cron_is_an_import_error_naming_the_setting(monkeypatch):
+    assert "CDC_SCHEDULE='61 * * * *' is not a valid schedule" in _import_error(monkeypatch, CDC_SCHEDULE="61 * * * *")

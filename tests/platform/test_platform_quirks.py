@@ -175,3 +175,26 @@ def test_soft_fail_sensor_turns_an_airflow_exception_on_resume_into_a_skip_with_
         probe.resume_execution("execute_complete", {"event": {}}, {})
     assert "Kinesis unreachable" not in str(skipped.value)
     assert "soft_fail" in str(skipped.value)
+
+
+@pytest.mark.parametrize("where", ["poke", "execute_complete"])
+def test_soft_fail_sensor_turns_an_airflow_fail_exception_into_a_skip(where):
+    """AirflowFailException means "fail, do not retry", but a soft_fail sensor skips instead, from poke and
+    on resume alike. Workaround: claims_cdc.sensors carries it past BaseSensorOperator in a plain exception
+    (``_FailureInTransit``) and raises it again outside, so a missing stream fails rather than skips."""
+    from airflow.sdk import BaseSensorOperator
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    class Probe(BaseSensorOperator):
+        def poke(self, context):
+            raise AirflowFailException("the stream does not exist")
+
+        def execute_complete(self, context, event=None):
+            raise AirflowFailException("the stream does not exist")
+
+    probe = Probe(task_id="probe", soft_fail=True, poke_interval=0.01, timeout=5)
+    with pytest.raises(AirflowSkipException):
+        if where == "poke":
+            probe.execute({})
+        else:
+            probe.resume_execution("execute_complete", {"event": {}}, {})

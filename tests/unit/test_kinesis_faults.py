@@ -139,3 +139,42 @@ def test_a_shard_that_expired_before_it_was_drained_fails():
     gone = Checkpoint("shardId-000000000000", "50", verified_at=datetime(2026, 1, 1) - timedelta(days=3))
     with pytest.raises(CheckpointGap, match="shardId-000000000000.*has expired"):
         check_retention(client, "s", {gone.shard_id: gone}, now=datetime(2026, 1, 3))
+
+
+def _not_found(operation: str):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}, operation)
+
+
+class MissingStream(ScriptedKinesis):
+    """Kinesis' answer for a stream that does not exist (wrong name, account or region)."""
+
+    def list_shards(self, **_):
+        raise _not_found("ListShards")
+
+    def describe_stream_summary(self, **_):
+        raise _not_found("DescribeStreamSummary")
+
+
+@pytest.mark.parametrize("look", [
+    lambda client: read_batch(client, "NoSuchStream", {}, max_records=10, page_limit=10),
+    lambda client: kinesis_reader.has_records(client, "NoSuchStream", {}),
+    lambda client: check_retention(client, "NoSuchStream", {"shardId-000000000000": Checkpoint(
+        "shardId-000000000000", "50", verified_at=datetime(2026, 1, 1))}, now=datetime(2026, 1, 3)),
+], ids=["read_batch", "has_records", "check_retention"])
+def test_a_missing_stream_is_named_with_its_setting(look):
+    with pytest.raises(kinesis_reader.StreamNotFound, match=r"^CDC_KINESIS_STREAM: the Kinesis stream 'NoSuchStream'"):
+        look(MissingStream([]))
+
+
+def test_a_shard_gone_since_it_was_listed_is_not_a_missing_stream(sleeps):
+    """GetShardIterator's ResourceNotFoundException is about one shard (trimmed meanwhile): a retry fixes it."""
+    class ShardTrimmed(ScriptedKinesis):
+        def get_shard_iterator(self, **_):
+            raise _not_found("GetShardIterator")
+
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="GetShardIterator"):  # as it came: the task retries
+        read_batch(ShardTrimmed([1]), "s", {}, max_records=10, page_limit=10)

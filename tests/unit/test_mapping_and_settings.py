@@ -61,7 +61,7 @@ def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
         ({"CDC_MAPPING_PATH": "/nowhere.json"}, "CDC_MAPPING_PATH='/nowhere.json' is not a file"),
         ({"CDC_FAIL_ON_MISMATCH": "maybe"}, "CDC_FAIL_ON_MISMATCH='maybe' is not a boolean"),
         ({"CDC_SNOWFLAKE_EMULATOR": "duckdb"}, "CDC_SNOWFLAKE_EMULATOR='duckdb' must be empty or 'fakesnow'"),
-        ({"CDC_SCHEDULE": "every minute"}, "CDC_SCHEDULE='every minute' must be @continuous, none, a preset"),
+        ({"CDC_SCHEDULE": "every minute"}, "CDC_SCHEDULE='every minute' is not a valid schedule"),
         ({"CDC_BATCH_FILE_MAX_AGE_HOURS": "0"}, "CDC_BATCH_FILE_MAX_AGE_HOURS=0 is outside 1..8760"),
         ({"CDC_BATCH_FILE_MAX_AGE_HOURS": "1.5"}, "CDC_BATCH_FILE_MAX_AGE_HOURS='1.5' is not a whole number"),
         ({"CDC_SENSOR_MODE": "async"}, "CDC_SENSOR_MODE='async' must be one of deferrable, reschedule, poke"),
@@ -91,3 +91,83 @@ def test_batch_file_max_age_defaults_to_a_day():
 )
 def test_schedule_setting(raw, schedule):
     assert load_settings({} if raw is None else {"CDC_SCHEDULE": raw}).schedule == schedule
+
+
+# --- the schedule is checked as Airflow's cron timetables check it (croniter) ---
+
+
+@pytest.mark.parametrize("raw", ["@continuous", "@once", "@daily", "@quarterly", "0 6 * * MON-FRI", "*/15 * * * *"])
+def test_schedules_airflow_accepts_are_accepted(raw):
+    from airflow.sdk import DAG
+
+    schedule = load_settings({"CDC_SCHEDULE": raw}).schedule
+    DAG(dag_id="probe", schedule=schedule, max_active_runs=1).timetable.validate()  # Airflow takes it as it is
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("61 * * * *", "out of range"),
+        ("*/0 * * * *", "step '0'"),
+        ("* * * *", "Exactly 5, 6 or 7 columns"),
+        ("@fortnightly", "Exactly 5, 6 or 7 columns"),
+        ("0 0 * * * 30", "has 6 fields"),
+    ],
+)
+def test_a_schedule_that_is_not_valid_cron_names_the_setting_and_why(raw, why):
+    with pytest.raises(ConfigError, match=r"^CDC_SCHEDULE=") as failure:
+        load_settings({"CDC_SCHEDULE": raw})
+    assert why in str(failure.value)
+
+
+# --- AIRFLOW_CONN_* for the two connections the settings name ---
+
+SECRET = "hunter2-Sn0wflake-Passphrase"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('{"conn_type": "snowflake", "password": "' + SECRET + '", bad json', r"is not valid JSON \(.*line 1 column \d+\)"),
+        ('{"login": "fake", "password": "' + SECRET + '"}', "has no conn_type"),
+        ('{"conn_type": 7, "password": "' + SECRET + '"}', "has no conn_type"),
+        ('["snowflake", "' + SECRET + '"]', "neither JSON .* nor a URI with a scheme"),  # Airflow: a URI
+        ('{"conn_type": "snowflake", "passwd": "' + SECRET + '"}', "unknown field.*passwd"),
+        ('{"conn_type": "snowflake", "password": "' + SECRET + '", "port": "80a"}', "port that is not a whole number"),
+        ('{"conn_type": "snowflake", "password": "' + SECRET + '", "extra": ["' + SECRET + '"]}', "extra that is not"),
+        ("fake:" + SECRET + "@127.0.0.1:8765", "neither JSON .* nor a URI with a scheme"),
+        ("snowflake://a://b://" + SECRET, "more than two '://'"),
+    ],
+)
+def test_a_malformed_connection_variable_names_the_variable_and_never_its_value(value, problem):
+    with pytest.raises(ConfigError) as failure:
+        load_settings({"AIRFLOW_CONN_SNOWFLAKE_DEFAULT": value})
+    message = str(failure.value)
+    assert message.startswith("AIRFLOW_CONN_SNOWFLAKE_DEFAULT ")
+    assert re.search(problem, message), message
+    assert SECRET not in message and value not in message
+
+
+def test_the_connection_checked_is_the_one_the_setting_names():
+    bad = '{"conn_type": "aws", "password": "' + SECRET + '",'
+    # An unrelated connection variable is not this pipeline's business.
+    load_settings({"AIRFLOW_CONN_SOMETHING_ELSE": bad})
+    with pytest.raises(ConfigError, match=r"^AIRFLOW_CONN_CLAIMS_AWS is not valid JSON .*CDC_AWS_CONN_ID names \('claims_aws'\)"):
+        load_settings({"CDC_AWS_CONN_ID": "claims_aws", "AIRFLOW_CONN_CLAIMS_AWS": bad})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '  {"conn_type": "aws", "login": "k", "password": "s", "extra": {"region_name": "us-east-1"}}',
+        '{"conn_type": "snowflake", "port": 8765, "extra": "{\\"account\\": \\"a\\"}"}',
+        "aws://AKIA:secret@/?region_name=us-east-1",
+        "",  # empty: Airflow looks in its other secrets backends
+    ],
+)
+def test_connection_variables_airflow_reads_are_accepted(value):
+    from airflow.sdk.definitions.connection import Connection
+
+    load_settings({"AIRFLOW_CONN_AWS_DEFAULT": value})
+    if value:
+        Connection.from_json(value.strip(), "x") if value.strip()[0] == "{" else Connection.from_uri(value, "x")

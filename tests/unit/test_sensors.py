@@ -5,6 +5,8 @@ Its looks at the stream and the checkpoints run against the local stack in tests
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
@@ -42,6 +44,27 @@ def test_error_event_fails_so_the_task_retries_instead_of_skipping():
         resume(sensor(timeout=7), {"status": "error", "error": "ExpiredToken: the token expired", "looks": 1})
 
 
+def test_an_error_event_no_retry_can_fix_fails_the_task_at_once_despite_soft_fail():
+    waiting = sensor(timeout=7)
+    assert waiting.soft_fail  # the default: a timeout skips the run, but this must not
+    message = "CDC_KINESIS_STREAM: the Kinesis stream 'NoSuchStream' does not exist"
+    with pytest.raises(AirflowFailException, match=re.escape(message)):
+        resume(waiting, {"status": "error", "error": message, "retry": False, "looks": 0})
+
+
+def test_a_poke_that_fails_without_retry_fails_the_task_despite_soft_fail(monkeypatch):
+    """poke mode: BaseSensorOperator would turn an AirflowFailException from poke into a skip under soft_fail."""
+    from claims_cdc import pipeline
+
+    def missing_stream(_settings, checkpoints=None):
+        raise AirflowFailException("CDC_KINESIS_STREAM: the Kinesis stream 'NoSuchStream' does not exist")
+
+    monkeypatch.setattr(pipeline, "stream_has_records", missing_stream)
+    waiting = sensor(timeout=7, poke_interval=0.01, deferrable=False)
+    with pytest.raises(AirflowFailException, match="CDC_KINESIS_STREAM"):
+        waiting.execute({})
+
+
 @pytest.mark.parametrize("event", [None, {}, {"status": "done"}, ["records"]], ids=["none", "empty", "unknown",
                                                                                         "list"])
 def test_an_event_the_trigger_never_fires_fails_the_task(event):
@@ -62,8 +85,9 @@ def test_a_rendered_value_that_is_not_seconds_fails_at_once_naming_the_argument(
     waiting = sensor(timeout="{{ params.sensor_timeout }}", poke_interval="{{ params.poke }}")
     waiting.timeout, waiting.poke_interval = "3", "0.5"
     setattr(waiting, field, value)
+    # Through resume_execution, as the task runner resumes it: soft_fail must not turn this into a skip.
     with pytest.raises(AirflowFailException, match=f"{field}="):
-        waiting.execute_complete({}, {"status": "records", "looks": 1})
+        resume(waiting, {"status": "records", "looks": 1})
 
 
 def test_explicit_arguments_win_over_the_settings():

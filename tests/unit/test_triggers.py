@@ -87,10 +87,23 @@ def test_waits_for_a_record_that_arrives_later(kinesis, monkeypatch):
     assert looks == [False, True]
 
 
-def test_reports_an_error_event_instead_of_raising(kinesis):
+def test_a_missing_stream_is_an_error_event_no_retry_can_fix_naming_the_setting(kinesis):
     event = first_event(trigger(stream="NoSuchStream"))
-    assert event["status"] == "error"
+    assert event["status"] == "error" and event["retry"] is False
+    assert "CDC_KINESIS_STREAM" in event["error"] and "'NoSuchStream'" in event["error"]
     assert "ResourceNotFound" in event["error"]
+
+
+def test_other_failures_are_error_events_the_task_retries(kinesis, monkeypatch):
+    from claims_cdc import triggers
+
+    def expired(*_):
+        raise RuntimeError("ExpiredToken: the security token expired")
+
+    monkeypatch.setattr(triggers, "has_records", expired)
+    event = first_event(trigger())
+    assert event["status"] == "error" and "retry" not in event
+    assert "ExpiredToken" in event["error"]
 
 
 def test_serialize_carries_every_constructor_argument(kinesis):
