@@ -30,10 +30,12 @@ def put(settings) -> dict:
 
 
 def consume(snow, settings, mapping, sent: dict) -> None:
-    """Move the sent record's shard checkpoint past it, as a staged batch would."""
+    """Move the sent record's shard checkpoint past it, as a staged batch would (it is "{}": a dead letter)."""
+    letter = {"shard_id": sent["ShardId"], "sequence_number": sent["SequenceNumber"], "reason": "not a change",
+              "payload": "{}", "payload_base64": "e30=", "arrival_micros": None}
     warehouse.stage_batch(
         snow, settings, mapping, batch_id=f"b-{sent['SequenceNumber']}", dag_run_id="test", records_read=1, rows=[],
-        rejected=[], shards=[{"shard_id": sent["ShardId"], "parent_shard_ids": [], "start": None,
+        rejected=[letter], shards=[{"shard_id": sent["ShardId"], "parent_shard_ids": [], "start": None,
                               "end": sent["SequenceNumber"], "records": 1, "drained": False}],
     )
 
