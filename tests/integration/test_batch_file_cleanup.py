@@ -16,7 +16,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from claims_cdc import aws, pipeline, snowflake
-from helpers import count, destination, kinesis_doc, run_dag, task_states
+from helpers import RECENT_MICROS, count, destination, kinesis_doc, run_dag, task_states
 
 pytestmark = pytest.mark.stack
 
@@ -35,7 +35,7 @@ def _put_claims(settings, *claims: str) -> None:
     for i, claim in enumerate(claims):
         item = {"claim_id": claim, "claimStatus": "Submitted", "totalCharge": Decimal(i + 1)}
         kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey=claim,
-                           Data=kinesis_doc("INSERT", item, 1_790_000_000_000_000 + i, str(uuid.uuid4())))
+                           Data=kinesis_doc("INSERT", item, RECENT_MICROS + i, str(uuid.uuid4())))
 
 
 def _kill_before(monkeypatch, name: str) -> None:
