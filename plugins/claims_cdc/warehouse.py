@@ -104,12 +104,10 @@ def stage_batch(
             "letters; a record went missing between read and stage. Nothing was staged."
         )
     with session.transaction():
-        done = session.fetchall(stmts["read_batch"], [batch_id])
-        if done:
-            _status, staged, history, rejected_count, duplicates = done[0]
-            log.info("batch %s was already staged (%s rows); nothing to do", batch_id, staged)
-            return StageCounts(batch_id, int(staged), int(history), int(rejected_count), int(duplicates or 0),
-                               already_staged=True)
+        done = staged_counts(session, settings, mapping, batch_id)
+        if done is not None:
+            log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
+            return done
         current = read_checkpoints(session, settings, mapping)
         for shard in shards:
             stored = current.get(shard["shard_id"])
@@ -175,8 +173,9 @@ def staged_counts(session: Session, settings: Settings, mapping: Mapping, batch_
     done = session.fetchall(load("stage", settings, mapping)["read_batch"], [batch_id])
     if not done:
         return None
-    _status, staged, history, rejected_count = done[0]
-    return StageCounts(batch_id, int(staged), int(history), int(rejected_count), already_staged=True)
+    _status, staged, history, rejected_count, duplicates = done[0]
+    return StageCounts(batch_id, int(staged), int(history), int(rejected_count), int(duplicates or 0),
+                       already_staged=True)
 
 
 def accept_gap(session: Session, settings: Settings, mapping: Mapping, *, shard_id: str, operator: str) -> str:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from claims_cdc import aws, pipeline
+from claims_cdc import aws, pipeline, warehouse
 from helpers import RECENT_MICROS, destination, query, run_dag, table, task_states
 from poison import ACCEPTED, BAD, change, encode
 
@@ -79,8 +79,6 @@ def test_poison_is_dead_lettered_between_good_records_and_no_run_fails(settings,
 
     # The unknown attribute is kept in the history and named (never valued) in the operator's report.
     with pipeline._snowflake(settings) as session:
-        from claims_cdc import warehouse
-
         report = warehouse.report(session, settings, pipeline.mapping_for(settings))
     assert report["unmapped_attributes"].get("loyaltyTier") == 1
     assert sum(r["records"] for r in report["dead_letters"]) == len(BAD)
@@ -101,7 +99,8 @@ def _dest_row(snow, settings, claim_id: str) -> dict:
     return dict(zip(names, cursor.fetchone(), strict=True))
 
 
-def test_dead_letters_are_redriven_after_a_fix_and_marked_never_deleted(settings, snow, clean_pipeline, tmp_path):
+def test_dead_letters_are_redriven_after_a_fix_and_marked_never_deleted(settings, snow, mapping, clean_pipeline,
+                                                                        tmp_path):
     """A zip written as text is dead-lettered; the mapping is "fixed" (the column becomes a STRING), the
     re-drive lands it, and the dead letter stays, marked with the re-drive's batch."""
     import dataclasses
@@ -117,19 +116,24 @@ def test_dead_letters_are_redriven_after_a_fix_and_marked_never_deleted(settings
     again = pipeline.redrive(settings, limit=100, run_id="manual-redrive-1")
     assert (again["redriven"], again["rows_staged"], again["still_rejected"]) == (1, 0, 1)
 
-    mapping = json.loads(settings.mapping_path.read_text())
-    for column in mapping["columns"]:
+    mapping_doc = json.loads(settings.mapping_path.read_text())
+    for column in mapping_doc["columns"]:
         if column["column"] == "patientZip":
             column["type"] = "STRING"
     fixed_path = tmp_path / "claims.json"
-    fixed_path.write_text(json.dumps(mapping))
+    fixed_path.write_text(json.dumps(mapping_doc))
     fixed = dataclasses.replace(settings, mapping_path=fixed_path)
-    snow.connection.cursor().execute(
-        f"ALTER TABLE {table(settings, settings.dest_table)} ALTER COLUMN patientZip SET DATA TYPE STRING")
-    for name in (settings.cdc_table, settings.history_table):
-        snow.connection.cursor().execute(
-            f"ALTER TABLE {table(settings, name)} ALTER COLUMN patientZip SET DATA TYPE STRING")
+    try:
+        for name in (settings.dest_table, settings.cdc_table, settings.history_table):
+            snow.connection.cursor().execute(
+                f"ALTER TABLE {table(settings, name)} ALTER COLUMN patientZip SET DATA TYPE STRING")
+        _redrive_after_the_fix(settings, fixed, snow)
+    finally:  # the next test's clean_pipeline only empties tables: give them their columns back
+        warehouse.run_teardown(snow, settings, mapping)
+        warehouse.run_setup(snow, settings, mapping)
 
+
+def _redrive_after_the_fix(settings, fixed, snow) -> None:
     done = pipeline.redrive(fixed, limit=100, run_id="manual-redrive-2")
     assert (done["redriven"], done["rows_staged"], done["still_rejected"]) == (1, 1, 0)
     assert destination(snow, settings)["CLM-ZIP"] == ("INSERT", "Submitted")

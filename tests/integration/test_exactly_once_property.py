@@ -127,7 +127,7 @@ def reset(settings, mapping, stack):
     return _reset
 
 
-@hypothesis_settings(max_examples=examples(0.2))
+@hypothesis_settings(max_examples=examples(0.1))
 @given(data=st.data())
 def test_drained_pipeline_equals_dynamodb_with_each_change_once(data, settings, clean_pipeline, reset,
                                                                 monkeypatch):

@@ -61,7 +61,7 @@ def snapshot(snow, settings) -> tuple[dict, dict, int]:
     return destination, tombstones, staged
 
 
-@hypothesis.settings(max_examples=examples(0.6))
+@hypothesis.settings(max_examples=examples(0.4))
 @given(data=st.data())
 def test_destination_and_tombstones_match_the_model_after_every_merge(data, snow, settings, mapping,
                                                                       clean_pipeline):

@@ -4,9 +4,8 @@ settings to check and the statement, never the database's own message text (it c
 from __future__ import annotations
 
 import pytest
-from snowflake.connector.errors import ProgrammingError
 
-from claims_cdc.snowflake import Session, SnowflakeObjectMissing, Statement
+from claims_cdc.snowflake import Session, SnowflakeObjectMissing, Statement, StatementFailed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output:UserWarning")  # fakesnow's, on every SELECT
 
@@ -41,8 +40,11 @@ def test_a_missing_database_fails_the_same_way(connection):
         Session(connection).execute(Statement("merge_destination", "SELECT * FROM NO_DB.NO_SCHEMA.t", None))
 
 
-def test_other_snowflake_errors_pass_unchanged(connection):
-    """Only 'does not exist or not authorized' is final; anything else keeps its type (and its retries)."""
-    with pytest.raises(ProgrammingError) as failure:
-        Session(connection).execute(Statement("broken", "SELEC 1", None))
+def test_other_snowflake_errors_keep_their_retries_and_withhold_the_message(connection):
+    """Only 'does not exist or not authorized' is final; anything else is retried (StatementFailed, not an
+    AirflowFailException), named by statement and error number, the database's text withheld."""
+    with pytest.raises(StatementFailed) as failure:
+        Session(connection).execute(Statement("broken", "SELEC 'MARKER-42'", None))
     assert not isinstance(failure.value, SnowflakeObjectMissing)
+    assert (failure.value.statement, failure.value.errno) == ("broken", 1003)
+    assert "MARKER-42" not in str(failure.value) and failure.value.__suppress_context__
