@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("tests that use the `stack` fixture need @pytest.mark.stack: " + ", ".join(unmarked))
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected: only the tests that will run count
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When some test will need the local stack, start it now, in another process, and run the tests that
+    need no server first (stable order otherwise): its half-minute start-up overlaps with them.
+
+    A process, not a thread: the in-process moto of the fast tests (``mock_aws``) intercepts every botocore
+    call of this process, and would catch the stack's provisioning.
+    """
+    if not any("stack" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    session.items.sort(key=lambda item: item.get_closest_marker("stack") is not None)
+    env = local_stack.tool_env({**os.environ, "CDC_STATE_DIR": str(STACK.state_dir),
+                                "CDC_MOTO_PORT": str(STACK.moto_port), "CDC_FAKESNOW_PORT": str(STACK.fakesnow_port),
+                                "CDC_SHARDS": str(STACK.shards), "CDC_FORWARDER": "off"})
+    STACK.state_dir.mkdir(parents=True, exist_ok=True)
+    log = (STACK.state_dir / "stack-up.log").open("wb")
+    _STARTING.append(subprocess.Popen([sys.executable, "-m", "claims_cdc_dev.stack", "up"], env=env, cwd=ROOT,
+                                      stdout=log, stderr=subprocess.STDOUT))
+
+
+#: The `stack up` process started at collection's end, if any (see pytest_collection_finish).
+_STARTING: list[subprocess.Popen] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A stack started in the background is stopped even when no test got to use it (``-x``, interrupt)."""
+    if _STARTING:
+        _STARTING[0].wait(timeout=600)
+        local_stack.down(STACK)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[local_stack.StackConfig]:
     """The local stack: moto and fakesnow servers, provisioned, Airflow's database migrated.
@@ -67,7 +99,12 @@ def stack() -> Iterator[local_stack.StackConfig]:
     Every test that touches Airflow's metadata database must depend on this fixture: starting the stack
     replaces the database file, which an engine opened earlier in this process would not see.
     """
-    local_stack.up(STACK)
+    if _STARTING:
+        if _STARTING[0].wait(timeout=600) != 0:
+            log = (STACK.state_dir / "stack-up.log").read_text(errors="replace")
+            pytest.exit(f"the local stack did not start (exit {_STARTING[0].returncode}):\n{log[-3000:]}", returncode=3)
+    else:
+        local_stack.up(STACK)
     yield STACK
     local_stack.down(STACK)
 

@@ -133,9 +133,23 @@ def run_dag(**conf: Any):
 
     from claims_cdc.settings import PROJECT_ROOT
 
+    fresh_metadata_connections()
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag("claims_cdc").test(run_conf=conf or None)
+
+
+def fresh_metadata_connections() -> None:
+    """Close this process's pooled connections to Airflow's SQLite database before using it again.
+
+    Platform surprise: after another process (the `airflow dags test` CLI, tests/e2e/test_real_delivery.py)
+    wrote the same SQLite file, a connection this process pooled earlier can read it as "database disk image
+    is malformed". Fresh connections read it whole. (Production metadata databases are not SQLite.)
+    """
+    from airflow import settings
+
+    if settings.engine is not None:
+        settings.engine.dispose()
 
 
 def task_states(dag_run) -> dict[str, str]:
