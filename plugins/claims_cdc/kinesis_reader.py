@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -217,59 +218,108 @@ def read_batch(
     max_records: int,
     page_limit: int,
     started_at: datetime | None = None,
+    max_workers: int = 8,
 ) -> ReadResult:
     """Read up to ``max_records`` records across shards, each from its checkpoint.
 
-    Stops a shard when it is caught up, closed and drained, or when records arrived after
-    ``started_at`` (so a run handles what was in the stream when it started).
+    The shards that may be read (their parents drained) are read concurrently, each in its own thread at
+    its own 5 reads per second, and the cap is split fairly between them: each gets an equal share, and
+    what a shard that caught up early leaves is shared again among those that stopped at their share.
+    Children whose parents drained are read next, from what is left. A shard stops when it is caught up,
+    closed and drained, or when records arrived after ``started_at`` (so a run handles what was in the
+    stream when it started).
     """
     shards = list_shards(client, stream_name)
     listed = {s["ShardId"] for s in shards}
     result = ReadResult()
     progress: dict[str, ShardProgress] = {}
+    read: dict[str, list[SourceRecord]] = {}
+    order = readable_shards(shards, checkpoints)
+    for shard in order:
+        start = _checkpoint(checkpoints, shard["ShardId"]).sequence_number
+        progress[shard["ShardId"]] = ShardProgress(shard["ShardId"], _parents(shard), start, start)
     budget = max_records
-    for shard in readable_shards(shards, checkpoints):
-        shard_id = shard["ShardId"]
-        start = _checkpoint(checkpoints, shard_id).sequence_number
-        state = ShardProgress(shard_id, _parents(shard), start, start)
-        progress[shard_id] = state
-        if budget <= 0 or not _parents_done(shard, progress, checkpoints, listed):
-            continue
-        result.shards.append(state)
-        iterator: str | None = _iterator(client, stream_name, shard_id, start)
-        empty_pages = 0
-        last_read = 0.0
-        while iterator and budget > 0:
-            if last_read and (wait := MIN_SECONDS_BETWEEN_READS - (time.monotonic() - last_read)) > 0:
-                time.sleep(wait)
-            try:
-                page = _get_records(client, iterator, min(page_limit, budget))
-            except client.exceptions.ExpiredIteratorException:
-                log.warning("shard %s: iterator expired; re-acquiring after %s", shard_id, state.end)
-                iterator = _iterator(client, stream_name, shard_id, state.end)
-                continue
-            last_read = time.monotonic()
-            page_records = page.get("Records", [])
-            fresh = [r for r in page_records if not _arrived_after(r, started_at)]
-            for raw in fresh:
-                result.records.append(SourceRecord(shard_id, raw["SequenceNumber"], raw["Data"], _arrival_micros(raw)))
-                state.end = raw["SequenceNumber"]
-            state.records += len(fresh)
-            budget -= len(fresh)
-            iterator = page.get("NextShardIterator")
-            caught_up = iterator is None or (not page_records and page.get("MillisBehindLatest", 0) == 0)
-            if caught_up or len(fresh) < len(page_records):
-                # Nothing more (or only records newer than this run): the position is verified as of now.
-                state.verified_at = _utcnow()
-                # A closed shard read to its end is drained. AWS ends it with NextShardIterator = None;
-                # moto keeps handing out iterators, so ListShards' EndingSequenceNumber decides as well.
-                state.drained = caught_up and (iterator is None or _closed(shard))
+    finished: set[str] = set()  # caught up, drained, or stopped at the run's start time
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kinesis-shard") as pool:
+        while budget > 0:
+            wave = [s for s in order if s["ShardId"] not in finished
+                    and _parents_done(s, progress, checkpoints, listed)]
+            if not wave:
                 break
-            if not page_records:
-                empty_pages += 1
-                if empty_pages >= MAX_EMPTY_PAGES:
-                    break
+            turns = [(shard, share) for shard, share in zip(wave, _fair_shares(budget, len(wave)), strict=True)
+                     if share > 0]
+            if not turns:
+                break
+            for shard, _share in turns:
+                if shard["ShardId"] not in read:
+                    read[shard["ShardId"]] = []
+                    result.shards.append(progress[shard["ShardId"]])
+            futures = [(shard["ShardId"], pool.submit(_read_shard, client, stream_name, shard,
+                                                      progress[shard["ShardId"]], share, page_limit, started_at))
+                       for shard, share in turns]
+            moved = False
+            for shard_id, future in futures:
+                records, done = future.result()
+                read[shard_id].extend(records)
+                budget -= len(records)
+                if done:
+                    finished.add(shard_id)
+                moved = moved or done or bool(records)
+            if not moved:
+                break  # cannot happen (a shard returns at its share or finished); never loop on it
+    for state in result.shards:
+        result.records.extend(read[state.shard_id])
     return result
+
+
+def _fair_shares(budget: int, shards: int) -> list[int]:
+    """``budget`` split as evenly as whole records allow (the first shards get the remainder)."""
+    share, rest = divmod(budget, shards)
+    return [share + (1 if index < rest else 0) for index in range(shards)]
+
+
+def _read_shard(client: Any, stream_name: str, shard: dict[str, Any], state: ShardProgress, share: int,
+                page_limit: int, started_at: datetime | None) -> tuple[list[SourceRecord], bool]:
+    """Read one shard after ``state.end``, up to ``share`` records; advance ``state``.
+
+    Returns the records and whether the shard is finished for this run (caught up, drained, or at records
+    newer than the run), as opposed to stopped at its share.
+    """
+    shard_id = shard["ShardId"]
+    records: list[SourceRecord] = []
+    iterator: str | None = _iterator(client, stream_name, shard_id, state.end)
+    empty_pages = 0
+    last_read = 0.0
+    while iterator and share > len(records):
+        if last_read and (wait := MIN_SECONDS_BETWEEN_READS - (time.monotonic() - last_read)) > 0:
+            time.sleep(wait)
+        try:
+            page = _get_records(client, iterator, min(page_limit, share - len(records)))
+        except client.exceptions.ExpiredIteratorException:
+            log.warning("shard %s: iterator expired; re-acquiring after %s", shard_id, state.end)
+            iterator = _iterator(client, stream_name, shard_id, state.end)
+            continue
+        last_read = time.monotonic()
+        page_records = page.get("Records", [])
+        fresh = [r for r in page_records if not _arrived_after(r, started_at)]
+        for raw in fresh:
+            records.append(SourceRecord(shard_id, raw["SequenceNumber"], raw["Data"], _arrival_micros(raw)))
+            state.end = raw["SequenceNumber"]
+        state.records += len(fresh)
+        iterator = page.get("NextShardIterator")
+        caught_up = iterator is None or (not page_records and page.get("MillisBehindLatest", 0) == 0)
+        if caught_up or len(fresh) < len(page_records):
+            # Nothing more (or only records newer than this run): the position is verified as of now.
+            state.verified_at = _utcnow()
+            # A closed shard read to its end is drained. AWS ends it with NextShardIterator = None;
+            # moto keeps handing out iterators, so ListShards' EndingSequenceNumber decides as well.
+            state.drained = caught_up and (iterator is None or _closed(shard))
+            return records, True
+        if not page_records:
+            empty_pages += 1
+            if empty_pages >= MAX_EMPTY_PAGES:
+                return records, True
+    return records, False
 
 
 def has_records(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint]) -> bool:

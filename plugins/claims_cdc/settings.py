@@ -95,7 +95,7 @@ class Settings:
     #: Most records one DAG run reads from the stream, over all shards.
     max_records: int = 10_000
     #: Records asked for per GetRecords call (Kinesis allows at most 10,000).
-    get_records_limit: int = 1_000
+    get_records_limit: int = 10_000
     #: When runs start: ``@continuous`` (a new run as soon as the last one ends), a cron expression or
     #: preset, or ``None`` for manual runs only (``CDC_SCHEDULE=none``).
     schedule: str | None = "@continuous"
