@@ -132,6 +132,22 @@ def snow(settings, stack):
         yield opened
 
 
+@pytest.fixture
+def aws_mock(monkeypatch) -> Iterator[None]:
+    """In-process moto (``mock_aws``) behind the ``aws_mock`` Airflow connection, which has a region and no
+    endpoint: botocore then talks to "AWS", which mock_aws intercepts. Nothing exists until a test makes it."""
+    import json
+
+    from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the session's env points at the test stack
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOCK", json.dumps({"conn_type": "aws", "login": "testing",
+                                                            "password": "testing",
+                                                            "extra": {"region_name": "us-east-1"}}))
+    with mock_aws():
+        yield
+
+
 @pytest.fixture(scope="session")
 def aws_clients(stack):
     """DynamoDB and Kinesis clients on the local moto server, made once (through the provider's hooks, each

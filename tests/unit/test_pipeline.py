@@ -5,27 +5,12 @@ moto (``mock_aws``) for AWS, files under tmp_path, no Snowflake (the checkpoint 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from claims_cdc import pipeline
 from claims_cdc.settings import Settings
-
-MOCK_CONN = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                        "extra": {"region_name": "us-east-1"}})
-
-
-@pytest.fixture
-def aws_mock(monkeypatch):
-    """In-process moto behind the ``aws_mock`` Airflow connection: no stream, no table unless a test makes one."""
-    from moto import mock_aws
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the session's env points at the test stack
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOCK", MOCK_CONN)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture

@@ -17,23 +17,14 @@ from claims_cdc.kinesis_reader import Checkpoint
 from claims_cdc.triggers import KinesisRecordsTrigger, checkpoints_to_json
 
 STREAM = "ClaimsProbeStream"
-#: A connection with a region and no endpoint: botocore then talks to "AWS", which mock_aws intercepts.
-MOCK_CONN = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                        "extra": {"region_name": "us-east-1"}})
-
-
 @pytest.fixture
-def kinesis(monkeypatch):
+def kinesis(aws_mock):
     """A two-shard stream in in-process moto, reached through the ``aws_mock`` Airflow connection."""
     import boto3
-    from moto import mock_aws
 
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the session's env points at the test stack
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOCK", MOCK_CONN)
-    with mock_aws():
-        client = boto3.client("kinesis", region_name="us-east-1")
-        client.create_stream(StreamName=STREAM, ShardCount=2)
-        yield client
+    client = boto3.client("kinesis", region_name="us-east-1")
+    client.create_stream(StreamName=STREAM, ShardCount=2)
+    return client
 
 
 def first_event(trigger: KinesisRecordsTrigger) -> dict:
