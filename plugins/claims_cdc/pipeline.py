@@ -153,7 +153,7 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
     """Load the CDC and history tables and move the checkpoints, in one transaction."""
     if not batch["records"] and not any(s["drained"] for s in batch["shards"]):
         log.info("batch %s is empty; nothing to stage", batch["batch_id"])
-        return {**batch, "rows_staged": 0, "history_rows": 0, "rows_rejected": 0}
+        return _with_counts(batch, warehouse.StageCounts(batch["batch_id"], 0, 0, 0))
     try:
         rows = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rows.jsonl"))
         rejected = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rejected.jsonl"))
@@ -164,8 +164,7 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
         if done is None:
             raise _files_gone(batch) from None
         log.info("batch %s was already staged and its files removed; nothing to do", batch["batch_id"])
-        return {**batch, "rows_staged": done.rows_staged, "history_rows": done.history_rows,
-                "rows_rejected": done.rows_rejected}
+        return _with_counts(batch, done)
     with _snowflake(settings) as snow:
         counts = warehouse.stage_batch(
             snow,
@@ -178,13 +177,13 @@ def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[st
             rows=rows,
             rejected=rejected,
         )
-    return {
-        **batch,
-        "rows_staged": counts.rows_staged,
-        "history_rows": counts.history_rows,
-        "rows_rejected": counts.rows_rejected,
-        "duplicates_dropped": counts.duplicates_dropped,
-    }
+    return _with_counts(batch, counts)
+
+
+def _with_counts(batch: dict[str, Any], counts: warehouse.StageCounts) -> dict[str, Any]:
+    """The batch's manifest with its staging counts (read = staged + re-deliveries dropped + rejected)."""
+    return {**batch, "rows_staged": counts.rows_staged, "history_rows": counts.history_rows,
+            "rows_rejected": counts.rows_rejected, "duplicates_dropped": counts.duplicates_dropped}
 
 
 def redrive(settings: Settings, limit: int, run_id: str) -> dict[str, Any]:
@@ -198,21 +197,22 @@ def redrive(settings: Settings, limit: int, run_id: str) -> dict[str, Any]:
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     rules = time_rules(settings, {"retention_hours": retention_hours(kinesis, settings.kinesis_stream)})
     batch_id = f"redrive-{batch_files.new_batch_id()}"
+    summary: dict[str, Any] = {"batch_id": batch_id, "redriven": 0, "rows_staged": 0, "duplicates_dropped": 0,
+                               "still_rejected": 0, "merged": None}
     with _snowflake(settings) as snow:
         letters = warehouse.read_dead_letters(snow, settings, mapping, limit)
-        records = [SourceRecord(d["shard_id"], d["sequence_number"], base64.b64decode(d["payload_base64"]),
-                                d["arrival_micros"]) for d in letters]
-        result = transform_records(records, mapping, rules)
-        counts = warehouse.stage_batch(
-            snow, settings, mapping, batch_id=batch_id, dag_run_id=run_id, shards=[], records_read=len(records),
-            rows=result.rows, rejected=result.rejected, status="REDRIVEN", redriven=[{k: d[k] for k in ("batch_id", "shard_id", "sequence_number")} for d in letters],
-        ) if records else None
-        merged = warehouse.merge_pending(snow, settings, mapping, uuid.uuid4().hex) if records else None
-    summary = {"batch_id": batch_id, "redriven": len(records),
-               "rows_staged": counts.rows_staged if counts else 0,
-               "duplicates_dropped": counts.duplicates_dropped if counts else 0,
-               "still_rejected": len(result.rejected),
-               "merged": merged.to_json() if merged else None}
+        if letters:
+            records = [SourceRecord(d["shard_id"], d["sequence_number"], base64.b64decode(d["payload_base64"]),
+                                    d["arrival_micros"]) for d in letters]
+            result = transform_records(records, mapping, rules)
+            taken = [{key: d[key] for key in ("batch_id", "shard_id", "sequence_number")} for d in letters]
+            counts = warehouse.stage_batch(snow, settings, mapping, batch_id=batch_id, dag_run_id=run_id, shards=[],
+                                           records_read=len(records), rows=result.rows, rejected=result.rejected,
+                                           status="REDRIVEN", redriven=taken)
+            merged = warehouse.merge_pending(snow, settings, mapping, uuid.uuid4().hex)
+            summary.update(redriven=len(records), rows_staged=counts.rows_staged,
+                           duplicates_dropped=counts.duplicates_dropped, still_rejected=counts.rows_rejected,
+                           merged=merged.to_json())
     log.info("re-drive %s: %s", batch_id, summary)
     return summary
 

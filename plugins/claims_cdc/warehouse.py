@@ -98,7 +98,7 @@ def stage_batch(
     stmts = load("stage", settings, mapping)
     unique = unique_changes(rows)
     dropped = len(rows) - len(unique)
-    if records_read != len(unique) + dropped + len(rejected):
+    if records_read != len(rows) + len(rejected):  # rows = unique + dropped
         raise BatchImbalance(
             f"batch {batch_id}: {records_read} records read but {len(rows)} rows and {len(rejected)} dead "
             "letters; a record went missing between read and stage. Nothing was staged."
@@ -117,18 +117,18 @@ def stage_batch(
                     f"shard {shard['shard_id']}: checkpoint is {stored_seq}, batch {batch_id} was read after "
                     f"{shard['start']}; another run staged these records. Re-run to read from the stored position."
                 )
-        staged = history = 0
+        staged = history = dead = 0
         if unique:
             payload = json.dumps(unique, separators=(",", ":"))
             staged = session.rowcount(stmts["insert_staging"], [batch_id, payload])
             history = session.rowcount(stmts["insert_history"], [batch_id, payload])
         if rejected:
-            session.rowcount(stmts["insert_rejected"], [batch_id, json.dumps(rejected, separators=(",", ":"))])
+            dead = session.rowcount(stmts["insert_rejected"], [batch_id, json.dumps(rejected, separators=(",", ":"))])
         if redriven:
             session.rowcount(stmts["mark_redriven"], [batch_id, json.dumps(redriven)])
-        if staged != len(unique):
-            raise BatchImbalance(f"batch {batch_id}: {len(unique)} rows sent to staging but {staged} staged; "
-                                 "rolled back")
+        if (staged, dead) != (len(unique), len(rejected)):
+            raise BatchImbalance(f"batch {batch_id}: {len(unique)} rows and {len(rejected)} dead letters sent, "
+                                 f"{staged} and {dead} written; rolled back")
         # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
         read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
         if read:
