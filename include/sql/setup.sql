@@ -99,6 +99,23 @@ ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} ADD COLUMN IF NOT EX
 -- name: create_cdc_table
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ cdc_table }} LIKE {{ database }}.{{ schema }}.{{ dest_table }};
 
+-- name: add_staging_new_image
+-- The staging table carries each change's images as JSON text (and the unmapped attribute names), loaded
+-- with its row by COPY INTO; the history takes them from there (INSERT ... SELECT), parsed into VARIANT.
+-- Idempotent (IF NOT EXISTS), and it upgrades a staging table made by an earlier version.
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} ADD COLUMN IF NOT EXISTS cdc_new_image STRING;
+
+-- name: add_staging_old_image
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} ADD COLUMN IF NOT EXISTS cdc_old_image STRING;
+
+-- name: add_staging_unmapped_attributes
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} ADD COLUMN IF NOT EXISTS cdc_unmapped_attributes STRING;
+
+-- name: create_load_stage
+-- Where each batch's Parquet files are PUT and loaded from with COPY INTO (include/sql/load.sql); COPY's
+-- PURGE empties it as batches load.
+CREATE STAGE IF NOT EXISTS {{ database }}.{{ schema }}.{{ load_stage }} FILE_FORMAT = (TYPE = PARQUET);
+
 -- name: create_checkpoint_table
 -- One row per shard: the last sequence number staged. Moved only in the staging transaction.
 -- All timestamps of the pipeline's tables are UTC (SYSDATE()).

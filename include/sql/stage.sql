@@ -1,6 +1,7 @@
 -- Staging one batch: checkpoints, CDC rows, history rows, rejected records and the batch log entry,
--- all in ONE transaction (the task opens it), so a batch is staged exactly once or not at all.
--- Each bulk statement binds the whole batch as one JSON array and reads it back with FLATTEN.
+-- all in ONE transaction (the task opens it), so a batch is staged exactly once or not at all. The rows
+-- and dead letters come in by COPY INTO from the load stage (load.sql); only small lists (positions,
+-- re-driven keys) are bound as JSON.
 
 -- name: read_checkpoints
 SELECT shard_id, sequence_number, shard_closed, verified_at, verified_at IS NULL
@@ -12,59 +13,36 @@ SELECT status, rows_staged, history_rows, rows_rejected, duplicates_dropped
 FROM {{ database }}.{{ schema }}.{{ batch_table }}
 WHERE batch_id = ?;
 
--- name: insert_staging
-INSERT INTO {{ database }}.{{ schema }}.{{ cdc_table }} (
-    {%- for c in columns %}{{ c.column }}, {% endfor -%}
-    cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_content_hash, cdc_batch_id,
-    cdc_loaded_at)
-SELECT
-    {%- for c in columns %}
-    r.value:"{{ c.column }}"::{{ c.type }},
-    {%- endfor %}
-    r.value:"cdc_event_id"::STRING,
-    r.value:"cdc_shard_id"::STRING,
-    r.value:"cdc_sequence_number"::STRING,
-    r.value:"cdc_change_order"::STRING,
-    r.value:"cdc_content_hash"::STRING,
-    ?,
-    SYSDATE()
-FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
+-- name: stamp_staging
+-- The batch's rows, just loaded by COPY INTO (load.sql), get their load time.
+UPDATE {{ database }}.{{ schema }}.{{ cdc_table }} SET cdc_loaded_at = SYSDATE() WHERE cdc_batch_id = ?;
 
 -- name: insert_history
--- Idempotent: each distinct change once. A copy of a change already kept (the same claim and content hash:
--- the same time, event, values and images) is dropped, whether it is a re-delivery under the same eventID
--- or a re-send under a new one. Two different changes that share an eventID are both kept.
+-- Filled server-side from the rows just staged, never by sending the batch again. Idempotent: each
+-- distinct change once. A copy of a change already kept (the same claim and content hash: the same time,
+-- event, values and images) is dropped, whether it is a re-delivery under the same eventID or a re-send
+-- under a new one. Two different changes that share an eventID are both kept.
 INSERT INTO {{ database }}.{{ schema }}.{{ history_table }} (
     {%- for c in columns %}{{ c.column }}, {% endfor -%}
     cdc_event_id, cdc_shard_id, cdc_sequence_number, cdc_change_order, cdc_content_hash, cdc_batch_id,
     cdc_loaded_at, cdc_new_image, cdc_old_image, cdc_unmapped_attributes)
 SELECT
     {%- for c in columns %}
-    r.value:"{{ c.column }}"::{{ c.type }},
+    c.{{ c.column }},
     {%- endfor %}
-    r.value:"cdc_event_id"::STRING,
-    r.value:"cdc_shard_id"::STRING,
-    r.value:"cdc_sequence_number"::STRING,
-    r.value:"cdc_change_order"::STRING,
-    r.value:"cdc_content_hash"::STRING,
-    ?,
-    SYSDATE(),
-    r.value:"cdc_new_image",
-    r.value:"cdc_old_image",
-    r.value:"cdc_unmapped_attributes"::STRING
-FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r
-WHERE NOT EXISTS (
+    c.cdc_event_id, c.cdc_shard_id, c.cdc_sequence_number, c.cdc_change_order, c.cdc_content_hash, c.cdc_batch_id,
+    c.cdc_loaded_at, PARSE_JSON(c.cdc_new_image), PARSE_JSON(c.cdc_old_image), c.cdc_unmapped_attributes
+FROM {{ database }}.{{ schema }}.{{ cdc_table }} c
+WHERE c.cdc_batch_id = ?
+  AND NOT EXISTS (
     SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
-    WHERE h.claimId = r.value:"claimId"::STRING
-      AND h.cdc_content_hash = r.value:"cdc_content_hash"::STRING
+    WHERE h.claimId = c.claimId AND h.cdc_content_hash = c.cdc_content_hash
 );
 
--- name: insert_rejected
-INSERT INTO {{ database }}.{{ schema }}.{{ rejected_table }}
-    (batch_id, shard_id, sequence_number, reason, payload, rejected_at, payload_base64, arrival_micros)
-SELECT ?, r.value:"shard_id"::STRING, r.value:"sequence_number"::STRING, r.value:"reason"::STRING,
-       r.value:"payload"::STRING, SYSDATE(), r.value:"payload_base64"::STRING, r.value:"arrival_micros"::INTEGER
-FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?))) r;
+-- name: stamp_rejected
+-- The batch's dead letters, just loaded by COPY INTO (load.sql), get their time.
+UPDATE {{ database }}.{{ schema }}.{{ rejected_table }} SET rejected_at = SYSDATE()
+WHERE batch_id = ? AND rejected_at IS NULL;
 
 -- name: read_dead_letters
 -- The dead letters not re-driven yet, oldest first (a re-drive reads their exact bytes back).

@@ -91,6 +91,8 @@ class Settings:
     reconciliation_table: str = "cdc_reconciliation"
     rejected_table: str = "cdc_rejected_records"
     tombstone_table: str = "cdc_claim_tombstones"
+    #: The internal stage batches are PUT to and loaded from with COPY INTO (created by setup.sql).
+    load_stage: str = "claims_cdc_load_stage"
 
     #: Most records one DAG run reads from the stream, over all shards.
     max_records: int = 10_000
@@ -135,6 +137,7 @@ class Settings:
             "reconciliation_table": self.reconciliation_table,
             "rejected_table": self.rejected_table,
             "tombstone_table": self.tombstone_table,
+            "load_stage": self.load_stage,
         }
 
 
@@ -256,6 +259,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dest_table=_identifier(env, "CDC_DEST_TABLE", defaults.dest_table),
         cdc_table=_identifier(env, "CDC_STAGING_TABLE", defaults.cdc_table),
         history_table=_identifier(env, "CDC_HISTORY_TABLE", defaults.history_table),
+        load_stage=_identifier(env, "CDC_LOAD_STAGE", defaults.load_stage),
         max_records=_int(env, "CDC_MAX_RECORDS", defaults.max_records, 1, 10_000_000),
         get_records_limit=_int(env, "CDC_GET_RECORDS_LIMIT", defaults.get_records_limit, 1, 10_000),
         schedule=_schedule(env, defaults.schedule),

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from claims_cdc import load_files
 from claims_cdc.kinesis_reader import Checkpoint
 from claims_cdc.mapping import Mapping
 from claims_cdc.settings import Settings
@@ -103,43 +104,67 @@ def stage_batch(
             f"batch {batch_id}: {records_read} records read but {len(rows)} rows and {len(rejected)} dead "
             "letters; a record went missing between read and stage. Nothing was staged."
         )
-    with session.transaction():
-        done = staged_counts(session, settings, mapping, batch_id)
-        if done is not None:
-            log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
-            return done
-        current = read_checkpoints(session, settings, mapping)
-        for shard in shards:
-            stored = current.get(shard["shard_id"])
-            stored_seq = stored.sequence_number if stored else None
-            if stored_seq != shard["start"]:
-                raise CheckpointConflict(
-                    f"shard {shard['shard_id']}: checkpoint is {stored_seq}, batch {batch_id} was read after "
-                    f"{shard['start']}; another run staged these records. Re-run to read from the stored position."
-                )
-        staged = history = dead = 0
+    done = staged_counts(session, settings, mapping, batch_id)
+    if done is not None:  # a retry after the commit: no need to upload the files again
+        log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
+        return done
+    with load_files.private_folder() as folder:
+        loads = load("load", settings, mapping, batch_id=batch_id, local_folder=str(folder))
+        # PUT is not transactional: the files go up first (a retry overwrites them), COPY INTO runs inside.
         if unique:
-            payload = json.dumps(unique, separators=(",", ":"))
-            staged = session.rowcount(stmts["insert_staging"], [batch_id, payload])
-            history = session.rowcount(stmts["insert_history"], [batch_id, payload])
+            load_files.write_rows(folder, mapping, batch_id, unique)
+            session.execute(loads["put_rows"])
         if rejected:
-            dead = session.rowcount(stmts["insert_rejected"], [batch_id, json.dumps(rejected, separators=(",", ":"))])
-        if redriven:
-            session.rowcount(stmts["mark_redriven"], [batch_id, json.dumps(redriven)])
-        if (staged, dead) != (len(unique), len(rejected)):
-            raise BatchImbalance(f"batch {batch_id}: {len(unique)} rows and {len(rejected)} dead letters sent, "
-                                 f"{staged} and {dead} written; rolled back")
-        # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
-        read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
-        if read:
-            positions = json.dumps(read, separators=(",", ":"))
-            session.rowcount(stmts["delete_checkpoints"], [settings.kinesis_stream, positions])
-            session.rowcount(stmts["insert_checkpoints"], [settings.kinesis_stream, batch_id, positions])
-        session.rowcount(
-            stmts["insert_batch"],
-            [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, len(rejected),
-             json.dumps(shards, separators=(",", ":")), status, dropped],
-        )
+            load_files.write_rejected(folder, batch_id, rejected)
+            session.execute(loads["put_rejected"])
+        with session.transaction():
+            return _stage_in_transaction(session, settings, mapping, stmts, loads, batch_id=batch_id,
+                                         dag_run_id=dag_run_id, shards=shards, records_read=records_read,
+                                         unique=unique, dropped=dropped, rejected=rejected, status=status,
+                                         redriven=redriven)
+
+
+def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping, stmts: dict, loads: dict, *,
+                          batch_id: str, dag_run_id: str, shards: list[dict[str, Any]], records_read: int,
+                          unique: list[dict[str, Any]], dropped: int, rejected: list[dict[str, Any]], status: str,
+                          redriven: list[dict[str, str]] | None) -> StageCounts:
+    done = staged_counts(session, settings, mapping, batch_id)
+    if done is not None:
+        log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
+        return done
+    current = read_checkpoints(session, settings, mapping)
+    for shard in shards:
+        stored = current.get(shard["shard_id"])
+        stored_seq = stored.sequence_number if stored else None
+        if stored_seq != shard["start"]:
+            raise CheckpointConflict(
+                f"shard {shard['shard_id']}: checkpoint is {stored_seq}, batch {batch_id} was read after "
+                f"{shard['start']}; another run staged these records. Re-run to read from the stored position."
+            )
+    staged = history = dead = 0
+    if unique:
+        session.execute(loads["copy_staging"])
+        staged = session.rowcount(stmts["stamp_staging"], [batch_id])
+        history = session.rowcount(stmts["insert_history"], [batch_id])
+    if rejected:
+        session.execute(loads["copy_rejected"])
+        dead = session.rowcount(stmts["stamp_rejected"], [batch_id])
+    if redriven:
+        session.rowcount(stmts["mark_redriven"], [batch_id, json.dumps(redriven)])
+    if (staged, dead) != (len(unique), len(rejected)):
+        raise BatchImbalance(f"batch {batch_id}: {len(unique)} rows and {len(rejected)} dead letters sent, "
+                             f"{staged} and {dead} loaded; rolled back")
+    # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
+    read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
+    if read:
+        positions = json.dumps(read, separators=(",", ":"))
+        session.rowcount(stmts["delete_checkpoints"], [settings.kinesis_stream, positions])
+        session.rowcount(stmts["insert_checkpoints"], [settings.kinesis_stream, batch_id, positions])
+    session.rowcount(
+        stmts["insert_batch"],
+        [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, len(rejected),
+         json.dumps(shards, separators=(",", ":")), status, dropped],
+    )
     log.info("batch %s staged: %d read = %d staged + %d re-deliveries dropped + %d dead-lettered (%d new in the "
              "history)", batch_id, records_read, staged, dropped, len(rejected), history)
     return StageCounts(batch_id, staged, history, len(rejected), dropped)

@@ -3,8 +3,9 @@
 Each example draws a history, its deliveries (re-sent copies, random order) and a schedule of staged
 batches and merges, with the strategies of tests/merge_histories.py (the model is checked against
 last-change-wins with them in tests/unit/test_merge_model.py). Each batch goes into the staging table as ``warehouse.stage_batch`` puts it there
-(``unique_changes``, then the ``insert_staging`` statement; the checkpoint, history and batch-log
-statements around it take no part in a merge and are left out, which keeps an example cheap). Each merge
+(``unique_changes``, the Parquet file, ``put_rows``, ``copy_staging`` and ``stamp_staging``; the checkpoint,
+history and batch-log statements around them take no part in a merge and are left out, which keeps an
+example cheap). Each merge
 is ``warehouse.merge_pending``, or one that dies after its tombstone or destination statement (the next
 merge claims its rows again). After every merge, the destination, the tombstones and the number of staged
 rows must equal the model's.
@@ -12,14 +13,12 @@ rows must equal the model's.
 
 from __future__ import annotations
 
-import json
-
 import hypothesis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claims_cdc import warehouse
+from claims_cdc import load_files, warehouse
 from claims_cdc.sql import load
 from helpers import examples, query, row, table
 from merge_histories import deliveries, expected, histories, schedules, view
@@ -39,10 +38,15 @@ def staged_row(change: Row) -> dict:
                cdc_event_id=change.event_id)
 
 
-def stage(snow, statements, batch_id: str, batch: list[Row]) -> None:
+def stage(snow, settings, mapping, statements, batch_id: str, batch: list[Row]) -> None:
     """Stage one batch as ``warehouse.stage_batch`` stages its rows."""
     rows = warehouse.unique_changes([staged_row(change) for change in batch])
-    snow.rowcount(statements["insert_staging"], [batch_id, json.dumps(rows, separators=(",", ":"))])
+    with load_files.private_folder() as folder:
+        loads = load("load", settings, mapping, batch_id=batch_id, local_folder=str(folder))
+        load_files.write_rows(folder, mapping, batch_id, rows)
+        snow.execute(loads["put_rows"])
+        snow.execute(loads["copy_staging"])
+    assert snow.rowcount(statements["stamp_staging"], [batch_id]) == len(rows)
 
 
 def snapshot(snow, settings) -> tuple[dict, dict, int]:
@@ -78,7 +82,7 @@ def test_destination_and_tombstones_match_the_model_after_every_merge(data, snow
     for number, step in enumerate(steps):
         for batch in step.batches:
             batches += 1
-            stage(snow, stage_sql, f"b{batches}", batch)
+            stage(snow, settings, mapping, stage_sql, f"b{batches}", batch)
             model.stage(batch)
         merge_id = f"m{number}"
         if step.merge == "whole":

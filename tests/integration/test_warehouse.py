@@ -221,9 +221,36 @@ def test_a_database_error_names_the_statement_and_withholds_the_value(snow, sett
     the task logs names the statement and the error number only."""
     from claims_cdc.snowflake import StatementFailed
 
-    bad = row("A", "INSERT", 1_000, "1", patientZip="MARKER-7f3a")  # bypasses the transform's checks
+    bad = row("A", "INSERT", 1_000, "1", createdTimeStamp="MARKER-7f3a")  # bypasses the transform's checks
     with pytest.raises(StatementFailed) as failed:
         stage(snow, settings, mapping, "b1", [bad], end="1")
-    assert "insert_staging" in str(failed.value)
+    assert "copy_staging" in str(failed.value)
     assert "MARKER-7f3a" not in str(failed.value)
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_a_batch_loads_through_the_stage_and_no_statement_binds_it(snow, settings, mapping, clean_pipeline,
+                                                                   monkeypatch):
+    """Rows and dead letters go up as Parquet (PUT) and in by COPY INTO: the largest value any statement
+    binds is small, whatever the batch's size (a bound batch would meet Snowflake's 16 MB value limit)."""
+    from claims_cdc.snowflake import Session
+
+    bound, statements = [], []
+    real = Session.execute
+
+    def recording(self, statement, params=()):
+        statements.append(statement.name)
+        bound.extend(len(str(p)) for p in params)
+        return real(self, statement, params)
+
+    monkeypatch.setattr(Session, "execute", recording)
+    rows = [row(f"C{i}", "INSERT", 1_000 + i, str(i + 1), patientStreet="x" * 500) for i in range(3_000)]
+    letters = [{"shard_id": "shardId-000000000000", "sequence_number": str(10_000 + i), "reason": "not JSON",
+                "payload": "y" * 500, "payload_base64": "eQ==", "arrival_micros": None} for i in range(200)]
+    counts = stage(snow, settings, mapping, "b1", rows, end="20000", rejected=letters)
+
+    assert (counts.rows_staged, counts.history_rows, counts.rows_rejected) == (3_000, 3_000, 200)
+    assert count(snow, settings, settings.cdc_table) == 3_000
+    assert count(snow, settings, settings.rejected_table) == 200
+    assert {"put_rows", "copy_staging", "put_rejected", "copy_rejected"} <= set(statements)
+    assert max(bound) < 2_000  # ids and positions only: the batch itself (1.5 MB here) is never bound

@@ -12,6 +12,14 @@ from claims_cdc.settings import INCLUDE_DIR, load_settings
 
 SETTINGS = load_settings({"CDC_DEST_TABLE": "my_dest", "CDC_SNOWFLAKE_DATABASE": "MY_DB"})
 MAPPING = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
+#: The per-batch names load.sql is rendered with (names, never values).
+CALL_NAMES = {"batch_id": "20261125T000000000000-abc", "local_folder": "/tmp/claims-cdc-load-x"}
+
+
+def load(stem: str):
+    return sql.load(stem, SETTINGS, MAPPING, **(CALL_NAMES if stem == "load" else {}))
+
+
 MASKING_STATEMENTS = {"create_phi_tag", "create_phi_mask_string", "create_phi_mask_number", "create_phi_mask_variant",
                       "set_phi_tag_policies", "tag_phi_dest_columns", "tag_phi_staging_columns",
                       "tag_phi_history_columns", "tag_phi_history_images", "tag_phi_dead_letters"}
@@ -19,7 +27,7 @@ MASKING_STATEMENTS = {"create_phi_tag", "create_phi_mask_string", "create_phi_ma
 
 @pytest.mark.parametrize("path", sql.files(), ids=lambda p: p.name)
 def test_every_statement_renders_with_no_template_left(path):
-    statements = sql.load(path.stem, SETTINGS, MAPPING)
+    statements = load(path.stem)
     assert statements, f"{path.name} has no '-- name:' statements"
     for statement in statements.values():
         assert "{{" not in statement.text and "{%" not in statement.text
@@ -29,12 +37,13 @@ def test_every_statement_renders_with_no_template_left(path):
 
 @pytest.mark.parametrize("path", sql.files(), ids=lambda p: p.name)
 def test_no_literal_values_only_bound_parameters(path):
-    for statement in sql.load(path.stem, SETTINGS, MAPPING).values():
-        literals = re.findall(r"'([^']*)'", statement.text)
+    for statement in load(path.stem).values():
+        literals = {literal for literal in re.findall(r"'([^']*)'", statement.text)
+                    if not literal.startswith(f"file://{CALL_NAMES['local_folder']}/")}  # PUT's local file
         # Event names, statuses, the warehouse size, and the masking's names: PHI tag values and the role.
         allowed = {"INSERT", "MODIFY", "REMOVE", "STAGED", "MERGED", "GAP_ACCEPTED", "SMALL",
                    *PHI_KINDS, "record", SETTINGS.role}
-        assert set(literals) <= allowed, f"{statement.name} has literals {set(literals) - allowed}"
+        assert literals <= allowed, f"{statement.name} has literals {set(literals) - allowed}"
 
 
 def test_names_come_from_settings():
@@ -47,3 +56,10 @@ def test_only_account_level_and_masking_statements_are_snowflake_only():
     only = {name for name, s in setup.items() if s.snowflake_only}
     assert only == {"create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema",
                     *MASKING_STATEMENTS}
+
+
+def test_per_batch_names_are_refused_unless_plain_path_characters():
+    with pytest.raises(ValueError, match="batch_id must be letters, digits"):
+        sql.load("load", SETTINGS, MAPPING, batch_id="b1'; DROP TABLE x; --", local_folder="/tmp/x")
+    put = sql.load("load", SETTINGS, MAPPING, **CALL_NAMES)["put_rows"].text
+    assert put.startswith("PUT 'file:///tmp/claims-cdc-load-x/rows.parquet' @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/")

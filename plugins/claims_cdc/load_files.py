@@ -1,0 +1,80 @@
+"""The files a batch is bulk-loaded from: its rows and its dead letters as compressed Parquet, in a private
+temporary folder, for PUT to the load stage and COPY INTO (``include/sql/load.sql``).
+
+Each column has the type its table column loads from: FLOAT as double, INTEGER as NUMBER(38,0) (decimal),
+everything else as text (timestamps in ISO-8601, the images as JSON text). The files hold claims (PHI):
+the folder is 0700 and the caller removes it once the load is done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from claims_cdc.mapping import Mapping
+from claims_cdc.transform import CDC_COLUMNS, HISTORY_COLUMNS
+
+ROWS_FILE = "rows.parquet"
+REJECTED_FILE = "rejected.parquet"
+#: A dead letter's columns, as the dead-letter table names them (its batch_id is the staging batch's).
+REJECTED_COLUMNS = {"batch_id": pa.string(), "shard_id": pa.string(), "sequence_number": pa.string(),
+                    "reason": pa.string(), "payload": pa.string(), "payload_base64": pa.string(),
+                    "arrival_micros": pa.int64()}
+_INTEGER = pa.decimal128(38, 0)
+
+
+def row_schema(mapping: Mapping) -> pa.Schema:
+    """The staging table's loaded columns: the mapped ones by their type, then the pipeline's own."""
+    types = {"FLOAT": pa.float64(), "INTEGER": _INTEGER}
+    fields = [pa.field(c.column, types.get(c.type, pa.string())) for c in mapping.columns]
+    fields += [pa.field(name, pa.string()) for name in (*CDC_COLUMNS, "cdc_batch_id", *HISTORY_COLUMNS)]
+    return pa.schema(fields)
+
+
+def _cell(value: Any, kind: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if kind == _INTEGER:
+        return Decimal(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))  # an image: DynamoDB JSON, strings for numbers
+    return value
+
+
+def write_rows(folder: Path, mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> Path:
+    schema = row_schema(mapping)
+    columns = {field.name: [_cell({**row, "cdc_batch_id": batch_id}.get(field.name), field.type) for row in rows]
+               for field in schema}
+    return _write(folder / ROWS_FILE, pa.table(columns, schema=schema))
+
+
+def write_rejected(folder: Path, batch_id: str, rejected: list[dict[str, Any]]) -> Path:
+    schema = pa.schema([pa.field(name, kind) for name, kind in REJECTED_COLUMNS.items()])
+    columns = {name: [batch_id if name == "batch_id" else letter.get(name) for letter in rejected]
+               for name in REJECTED_COLUMNS}
+    return _write(folder / REJECTED_FILE, pa.table(columns, schema=schema))
+
+
+def _write(path: Path, table: pa.Table) -> Path:
+    pq.write_table(table, path, compression="zstd")
+    path.chmod(0o600)
+    return path
+
+
+@contextmanager
+def private_folder() -> Iterator[Path]:
+    """A temporary folder only this user can enter (0700), removed with its files afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="claims-cdc-load-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
