@@ -32,7 +32,7 @@ GRANT USAGE ON DATABASE {{ database }} TO ROLE {{ role }};
 
 -- name: grant_schema
 -- snowflake-only: fakesnow has no grants
-GRANT USAGE, CREATE TABLE ON SCHEMA {{ database }}.{{ schema }} TO ROLE {{ role }};
+GRANT USAGE, CREATE TABLE, CREATE STAGE ON SCHEMA {{ database }}.{{ schema }} TO ROLE {{ role }};
 
 -- name: create_dest_table
 -- The seed's 32 columns first, verbatim, so the seed's verification queries run as written; the
