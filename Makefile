@@ -52,15 +52,16 @@ $(CHROMIUM):
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 # The whole suite, as CI runs it: every tier, Hypothesis' "ci" profile (the full example counts). The
-# tests marked `deployment` (a whole `make up` of their own, mostly waiting on Airflow's scheduler) run
-# in a second pytest process beside the rest; their report follows the main one. Tests start their own
+# tests marked `deployment` (a whole `make up` of their own, mostly waiting on Airflow's scheduler) and
+# the server-less, CPU-heavy ones marked `second_process` run in a second pytest process beside the rest;
+# its report follows the main one. Tests start their own
 # stack on free ports under .local/test-stack, and the deployment under .local/test-deploy (browser
 # screenshots in .local/test-artifacts).
 test: install $(CHROMIUM)
 	@mkdir -p .local
-	@HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -m deployment $(PYTEST_ARGS) \
+	@HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -m "deployment or second_process" $(PYTEST_ARGS) \
 	  > .local/test-deployment.log 2>&1 & deployment=$$!; \
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -m "not deployment" $(PYTEST_ARGS); main=$$?; \
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -c tests/pytest.ini -m "not deployment and not second_process" $(PYTEST_ARGS); main=$$?; \
 	wait $$deployment; deployed=$$?; \
 	echo "== the deployment tests (second process) =="; cat .local/test-deployment.log; \
 	exit $$(( main != 0 ? main : deployed ))

@@ -59,6 +59,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None]
     if unmarked:
         raise pytest.UsageError("tests that use the `stack` fixture need @pytest.mark.stack: " + ", ".join(unmarked))
+    # The second process must not start the main process's stack (same folder): only server-less tests go there.
+    misplaced = [item.nodeid for item in items
+                 if item.get_closest_marker("second_process") and "stack" in getattr(item, "fixturenames", ())]
+    if misplaced:
+        raise pytest.UsageError("tests marked second_process may not use the `stack` fixture: " + ", ".join(misplaced))
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected: only the tests that will run count

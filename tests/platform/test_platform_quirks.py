@@ -38,6 +38,7 @@ def test_our_plugins_folder_ignores_the_package():
     assert "claims_cdc/" in (PROJECT_ROOT / "plugins" / ".airflowignore").read_text().splitlines()
 
 
+@pytest.mark.second_process  # a subprocess importing Airflow: slow, server-less
 def test_dagbag_get_dag_queries_the_metadata_database_but_dags_does_not(tmp_path):
     """Workaround: the offline DAG integrity test (tests/dags) reads ``DagBag.dags``.
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import hypothesis
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import examples
 from merge_histories import Step, deliveries, expected, histories, schedules, view
 from merge_model import MergeModel, Row
+
+#: CPU-bound and server-less: make test runs it in its second process, beside the deployment.
+pytestmark = pytest.mark.second_process
 
 
 def run(model: MergeModel, step: Step) -> list[Row]:
