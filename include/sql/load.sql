@@ -6,11 +6,11 @@
 
 -- name: put_rows
 -- Idempotent: a retry overwrites the same file.
-PUT 'file://{{ local_folder }}/rows.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rows/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
+PUT 'file://{{ upload_folder }}/rows.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rows/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
 
 -- name: put_rejected
 -- Idempotent: a retry overwrites the same file.
-PUT 'file://{{ local_folder }}/rejected.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rejected/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
+PUT 'file://{{ upload_folder }}/rejected.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rejected/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
 
 -- name: copy_staging
 -- FORCE loads the file even if a rolled-back COPY loaded it before (the batch log, checked in the same

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     mapping = load_mapping(settings.mapping_path)
     if args.command == "render":
-        names = {"batch_id": "BATCH_ID", "local_folder": "/LOCAL/FOLDER"} if args.file == "load" else {}
+        names = {"batch_id": "BATCH_ID", "upload_folder": "/LOCAL/FOLDER"} if args.file == "load" else {}
         for statement in sql.load(args.file, settings, mapping, **names).values():
             print(f"-- {statement.name}" + (f" (snowflake-only: {statement.snowflake_only})"
                                             if statement.snowflake_only else ""))

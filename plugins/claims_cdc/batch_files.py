@@ -56,8 +56,8 @@ def batch_time(batch_id: str) -> datetime | None:
         return None
 
 
-def _local(uri: str) -> Path | None:
-    """The local path of a ``file://`` URI; ``None`` for object storage."""
+def _disk_path(uri: str) -> Path | None:
+    """The filesystem path of a ``file://`` URI; ``None`` for object storage."""
     return Path(uri[len("file://"):]) if uri.startswith("file://") else None
 
 
@@ -103,12 +103,12 @@ def _private_file(path: Path) -> Any:
 
 
 def write_jsonl(settings: Settings, uri: str, docs: Iterable[dict[str, Any]]) -> int:
-    local = _local(uri)
-    if local is not None:
-        run_dir = local.parent.parent
+    on_disk = _disk_path(uri)
+    if on_disk is not None:
+        run_dir = on_disk.parent.parent
         _private_dirs(run_dir)
-        _private_dirs(local.parent)
-        out = _private_file(local)
+        _private_dirs(on_disk.parent)
+        out = _private_file(on_disk)
     else:
         path = _path(uri, settings)
         path.parent.mkdir(parents=True, exist_ok=True)

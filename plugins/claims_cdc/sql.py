@@ -44,20 +44,20 @@ def _source(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
-#: Per-call names (a batch id, a local folder): plain path characters only, so nothing can break out.
+#: Per-call names (a batch id, the upload folder): plain path characters only, so nothing can break out.
 _CALL_NAME = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
 def load(file: str, settings: Settings, mapping: Mapping, **names: str) -> dict[str, Statement]:
     """Every statement of ``include/sql/<file>.sql``, rendered for these settings and this mapping.
 
-    ``names`` are per-call names some files use (load.sql: ``batch_id``, ``local_folder``): names, never
+    ``names`` are per-call names some files use (load.sql: ``batch_id``, ``upload_folder``): names, never
     values, and refused unless they are plain path characters.
     """
     for key, value in names.items():
         if not _CALL_NAME.match(value):
             raise ValueError(f"{key} must be letters, digits, '_', '.', '/' or '-' to be rendered into SQL "
-                             "(for a local folder: set TMPDIR to such a path)")
+                             "(for the upload folder: set TMPDIR to such a path)")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     context = {
         **names,

@@ -109,7 +109,7 @@ def stage_batch(
         log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
         return done
     with load_files.private_folder() as folder:
-        loads = load("load", settings, mapping, batch_id=batch_id, local_folder=str(folder))
+        loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
         # PUT is not transactional: the files go up first (a retry overwrites them), COPY INTO runs inside.
         if unique:
             load_files.write_rows(folder, mapping, batch_id, unique)

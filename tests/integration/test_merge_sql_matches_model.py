@@ -42,7 +42,7 @@ def stage(snow, settings, mapping, statements, batch_id: str, batch: list[Row]) 
     """Stage one batch as ``warehouse.stage_batch`` stages its rows."""
     rows = warehouse.unique_changes([staged_row(change) for change in batch])
     with load_files.private_folder() as folder:
-        loads = load("load", settings, mapping, batch_id=batch_id, local_folder=str(folder))
+        loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
         load_files.write_rows(folder, mapping, batch_id, rows)
         snow.execute(loads["put_rows"])
         snow.execute(loads["copy_staging"])

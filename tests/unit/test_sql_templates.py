@@ -13,7 +13,7 @@ from claims_cdc.settings import INCLUDE_DIR, load_settings
 SETTINGS = load_settings({"CDC_DEST_TABLE": "my_dest", "CDC_SNOWFLAKE_DATABASE": "MY_DB"})
 MAPPING = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
 #: The per-batch names load.sql is rendered with (names, never values).
-CALL_NAMES = {"batch_id": "20261125T000000000000-abc", "local_folder": "/tmp/claims-cdc-load-x"}
+CALL_NAMES = {"batch_id": "20261125T000000000000-abc", "upload_folder": "/tmp/claims-cdc-load-x"}
 
 
 def load(stem: str):
@@ -39,7 +39,7 @@ def test_every_statement_renders_with_no_template_left(path):
 def test_no_literal_values_only_bound_parameters(path):
     for statement in load(path.stem).values():
         literals = {literal for literal in re.findall(r"'([^']*)'", statement.text)
-                    if not literal.startswith(f"file://{CALL_NAMES['local_folder']}/")}  # PUT's local file
+                    if not literal.startswith(f"file://{CALL_NAMES['upload_folder']}/")}  # PUT's local file
         # Event names, statuses, the warehouse size, and the masking's names: PHI tag values and the role.
         allowed = {"INSERT", "MODIFY", "REMOVE", "STAGED", "MERGED", "GAP_ACCEPTED", "SMALL",
                    *PHI_KINDS, "record", SETTINGS.role}
@@ -60,6 +60,6 @@ def test_only_account_level_and_masking_statements_are_snowflake_only():
 
 def test_per_batch_names_are_refused_unless_plain_path_characters():
     with pytest.raises(ValueError, match="batch_id must be letters, digits"):
-        sql.load("load", SETTINGS, MAPPING, batch_id="b1'; DROP TABLE x; --", local_folder="/tmp/x")
+        sql.load("load", SETTINGS, MAPPING, batch_id="b1'; DROP TABLE x; --", upload_folder="/tmp/x")
     put = sql.load("load", SETTINGS, MAPPING, **CALL_NAMES)["put_rows"].text
     assert put.startswith("PUT 'file:///tmp/claims-cdc-load-x/rows.parquet' @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/")
