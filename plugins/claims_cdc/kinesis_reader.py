@@ -202,7 +202,8 @@ def _arrival_micros(raw: dict[str, Any]) -> int | None:
 
 def retention_hours(client: Any, stream_name: str) -> int:
     """The stream's retention period (DescribeStreamSummary), in hours."""
-    summary = client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    summary = _stream_call(client.describe_stream_summary, stream_name,
+                           StreamName=stream_name)["StreamDescriptionSummary"]
     return int(summary.get("RetentionPeriodHours", 24))
 
 
@@ -360,21 +361,20 @@ def _first_retained(client: Any, stream_name: str, shard_id: str) -> str | None:
 
 
 def check_retention(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint],
-                    now: datetime | None = None) -> None:
+                    now: datetime | None = None, hours: int | None = None) -> None:
     """Fail with :class:`CheckpointGap` when records after a checkpoint may have expired unread.
 
     A checkpoint verified (caught up) within the stream's retention cannot have lost anything: whatever
     came after it arrived later and is still retained. Otherwise the shard's TRIM_HORIZON is compared
     with the checkpoint: if the checkpointed record itself is gone, or the shard is no longer listed
-    while not drained, changes in between may be lost, and the run must stop and say so.
+    while not drained, changes in between may be lost, and the run must stop and say so. ``hours`` is the
+    stream's retention when the caller already read it (:func:`retention_hours`).
     """
     now = now or _utcnow()
     positioned = [c for c in checkpoints.values() if not c.closed and c.sequence_number is not None]
     if not positioned:
         return
-    summary = _stream_call(client.describe_stream_summary, stream_name,
-                           StreamName=stream_name)["StreamDescriptionSummary"]
-    retention = timedelta(hours=int(summary.get("RetentionPeriodHours", 24)))
+    retention = timedelta(hours=retention_hours(client, stream_name) if hours is None else hours)
     stale = [c for c in positioned if c.verified_at is None or c.verified_at < now - retention]
     if not stale:
         return

@@ -96,8 +96,9 @@ def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: d
         raise ConfigError(f"max_records={max_records} must be at least 1")
     checkpoints = stored_checkpoints(settings)
     kinesis = aws.kinesis_client(settings.aws_conn_id)
+    hours = retention_hours(kinesis, settings.kinesis_stream)
     # A CheckpointGap fails the task at once (fails_without_retry): no retry brings expired records back.
-    check_retention(kinesis, settings.kinesis_stream, checkpoints)
+    check_retention(kinesis, settings.kinesis_stream, checkpoints, hours=hours)
     result = read_batch(
         kinesis,
         settings.kinesis_stream,
@@ -114,8 +115,7 @@ def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: d
     for shard in shards:
         log.info("  shard %s: %d records, after %s up to %s%s", shard["shard_id"], shard["records"],
                  shard["start"], shard["end"], " (drained)" if shard["drained"] else "")
-    return {"batch_id": batch_id, "uri": uri, "records": count, "shards": shards,
-            "retention_hours": retention_hours(kinesis, settings.kinesis_stream)}
+    return {"batch_id": batch_id, "uri": uri, "records": count, "shards": shards, "retention_hours": hours}
 
 
 def time_rules(settings: Settings, batch: dict[str, Any]) -> TimeRules:

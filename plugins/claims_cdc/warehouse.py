@@ -104,9 +104,8 @@ def stage_batch(
             f"batch {batch_id}: {records_read} records read but {len(rows)} rows and {len(rejected)} dead "
             "letters; a record went missing between read and stage. Nothing was staged."
         )
-    done = staged_counts(session, settings, mapping, batch_id)
-    if done is not None:  # a retry after the commit: no need to upload the files again
-        log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
+    # Checked before the upload too: a retry after the commit leaves no files behind on the stage.
+    if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
     with load_files.private_folder() as folder:
         loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
@@ -128,9 +127,7 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
                           batch_id: str, dag_run_id: str, shards: list[dict[str, Any]], records_read: int,
                           unique: list[dict[str, Any]], dropped: int, rejected: list[dict[str, Any]], status: str,
                           redriven: list[dict[str, str]] | None) -> StageCounts:
-    done = staged_counts(session, settings, mapping, batch_id)
-    if done is not None:
-        log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
+    if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
     current = read_checkpoints(session, settings, mapping)
     for shard in shards:
@@ -191,6 +188,13 @@ def report(session: Session, settings: Settings, mapping: Mapping) -> dict[str, 
                for reason, total, waiting in session.fetchall(stmts["dead_letter_reasons"])]
     return {"unmapped_attributes": dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))),
             "dead_letters": reasons}
+
+
+def _already_staged(session: Session, settings: Settings, mapping: Mapping, batch_id: str) -> StageCounts | None:
+    done = staged_counts(session, settings, mapping, batch_id)
+    if done is not None:
+        log.info("batch %s was already staged (%s rows); nothing to do", batch_id, done.rows_staged)
+    return done
 
 
 def staged_counts(session: Session, settings: Settings, mapping: Mapping, batch_id: str) -> StageCounts | None:

@@ -78,8 +78,7 @@ def test_poison_is_dead_lettered_between_good_records_and_no_run_fails(settings,
     assert read == staged + dropped + rejected
 
     # The unknown attribute is kept in the history and named (never valued) in the operator's report.
-    with pipeline._snowflake(settings) as session:
-        report = warehouse.report(session, settings, pipeline.mapping_for(settings))
+    report = warehouse.report(snow, settings, pipeline.mapping_for(settings))
     assert report["unmapped_attributes"].get("loyaltyTier") == 1
     assert sum(r["records"] for r in report["dead_letters"]) == len(BAD)
     [(image,)] = query(snow, f"""SELECT cdc_new_image:loyaltyTier:S::STRING FROM {table(settings, settings.history_table)}
