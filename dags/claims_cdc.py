@@ -7,9 +7,9 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 | task | what it produces |
 |---|---|
 | `stream_has_records` | waits, in the triggerer, until a shard has records after its checkpoint; skips the run when the stream stays idle |
-| `extracted_batch` | the records after each shard's checkpoint (up to *max_records*), in a batch file |
-| `transformed_batch` | rows flattened and renamed by `include/mapping/claims.json`; bad records kept with their reason |
-| `staged_batch` | CDC staging and event-history rows plus the new checkpoints, in one Snowflake transaction |
+| `shard_plan` | the shards to read, parents before children, each with its fair share of *max_records* |
+| `shard_batch` | one mapped task per shard: its records after the checkpoint, flattened and renamed by `include/mapping/claims.json` as they are read, into the batch's Parquet files; bad records kept with their reason |
+| `staged_batch` | every shard's rows PUT to a stage and loaded with COPY INTO, event history, new checkpoints: one Snowflake transaction |
 | `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
 | `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation` |
 | `removed_batch_files` | batch files of earlier runs (failed or killed ones too) once their records are staged or superseded, and any older than `CDC_BATCH_FILE_MAX_AGE_HOURS`; also runs when the sensor skips |
@@ -104,27 +104,32 @@ def claims_cdc():
         "`CDC_POKE_INTERVAL` seconds. Ends as *skipped* when nothing arrives within the run's `sensor_timeout`.",
     )
 
-    @task(execution_timeout=timedelta(minutes=15))
-    def extracted_batch() -> dict:
-        """Reads each shard from its checkpoint into a batch file; returns the file's reference."""
-        from claims_cdc.pipeline import extract
+    @task(execution_timeout=timedelta(minutes=5))
+    def shard_plan() -> list[dict]:
+        """Which shards this run reads, each from its checkpoint, with its fair share of the cap."""
+        from claims_cdc.pipeline import plan
 
         max_records = int(get_current_context()["params"]["max_records"])
-        return extract(SETTINGS, _run_id(), max_records, started_at=_task_started_at())
+        return plan(SETTINGS, _run_id(), max_records, started_at=_task_started_at())
+
+    # One task per shard (dynamic task mapping): with the CeleryExecutor or KubernetesExecutor the shards
+    # are read on as many workers. Each task's rendered name is its shard id.
+    @task(execution_timeout=timedelta(minutes=15), map_index_template="{{ shard_id }}",
+          doc_md="Reads one shard from its checkpoint and transforms its records as they come, into the batch's "
+          "Parquet files; bad records are kept with their reason.")  # a mapped task takes no docstring as doc_md
+    def shard_batch(shard: dict) -> dict:
+        from claims_cdc.pipeline import read_shard
+
+        get_current_context()["shard_id"] = shard["shard_id"]
+        return read_shard(SETTINGS, shard)
 
     @task(execution_timeout=timedelta(minutes=15))
-    def transformed_batch(batch: dict) -> dict:
-        """Flattens and renames records by the mapping file; rejects bad ones with a reason."""
-        from claims_cdc.pipeline import transform
-
-        return transform(SETTINGS, batch)
-
-    @task(execution_timeout=timedelta(minutes=15))
-    def staged_batch(batch: dict) -> dict:
-        """Loads the CDC and history tables and moves the checkpoints in one transaction."""
+    def staged_batch(shards: list[dict]) -> dict:
+        """Loads every shard's rows into the CDC and history tables and moves the checkpoints, in one
+        transaction."""
         from claims_cdc.pipeline import stage
 
-        return stage(SETTINGS, batch, _run_id())
+        return stage(SETTINGS, list(shards), _run_id())
 
     @task(execution_timeout=timedelta(minutes=15))
     def merged_counts(batch: dict) -> dict:
@@ -151,9 +156,9 @@ def claims_cdc():
         dag_run = get_current_context().get("dag_run")
         return remove_batch_files(SETTINGS, batch, getattr(dag_run, "start_date", None))
 
-    batch = extracted_batch()
-    waiting >> batch
-    staged = staged_batch(transformed_batch(batch))
+    planned = shard_plan()
+    waiting >> planned
+    staged = staged_batch(shard_batch.expand(shard=planned))
     merged = merged_counts(staged)
     reconciliation(merged)
     merged >> removed_batch_files(staged)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from claims_cdc.transform import change_order, content_hash
 
@@ -161,3 +161,41 @@ def task_states(dag_run) -> dict[str, str]:
             TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
         ).all()
         return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}
+
+
+class Read(NamedTuple):
+    """What a reader test saw: the records in read order and each shard's last progress."""
+
+    records: list
+    shards: list
+
+
+def read_run(client, stream: str, checkpoints: dict, max_records: int, page_limit: int, started_at=None) -> Read:
+    """One run's reading, as the DAG does it: the plan, then each planned shard read to its share."""
+    from claims_cdc import kinesis_reader
+
+    records, shards = [], []
+    for task in kinesis_reader.plan_shards(client, stream, checkpoints, max_records):
+        pages = list(kinesis_reader.read_shard(client, stream, task, page_limit, started_at))
+        records.extend(record for page, _progress in pages for record in page)
+        shards.append(pages[-1][1])
+    return Read(records, shards)
+
+
+def read_runs(client, stream: str, checkpoints: dict, max_records: int, page_limit: int) -> Read:
+    """Runs one after another, each from the positions the last one reached (as staging commits them),
+    until a run reads nothing and retires no shard. Records in read order; each shard's last progress."""
+    from claims_cdc.kinesis_reader import Checkpoint
+
+    checkpoints = dict(checkpoints)
+    records, last = [], {}
+    while True:
+        run = read_run(client, stream, checkpoints, max_records, page_limit)
+        records.extend(run.records)
+        retired = False
+        for progress in run.shards:
+            last[progress.shard_id] = progress
+            retired = retired or progress.drained
+            checkpoints[progress.shard_id] = Checkpoint(progress.shard_id, progress.end, closed=progress.drained)
+        if not run.records and not retired:
+            return Read(records, list(last.values()))

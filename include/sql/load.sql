@@ -1,16 +1,15 @@
 -- Bulk loading one batch, as Snowflake documents it: the batch's rows and dead letters are written as
--- Parquet files (plugins/claims_cdc/load_files.py), PUT to the load stage under the batch's id, and copied
--- in with COPY INTO, so no statement binds the batch and any batch size loads. Rendered per batch: the
+-- Parquet files, one per shard (plugins/claims_cdc/load_files.py), PUT to the load stage under the batch's
+-- id, and copied in with COPY INTO, so no statement binds the batch and any batch size loads. Rendered per batch: the
 -- batch id and the local folder are names (validated), never values. The stage task opens the transaction
 -- around the COPYs (stage.sql); PUT is not transactional and runs before it.
 
 -- name: put_rows
--- Idempotent: a retry overwrites the same file.
-PUT 'file://{{ upload_folder }}/rows.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rows/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
+-- Every shard's file at once (PUT expands the wildcard). Idempotent: a retry overwrites the same files.
+PUT 'file://{{ upload_folder }}/rows/*.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rows/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
 
 -- name: put_rejected
--- Idempotent: a retry overwrites the same file.
-PUT 'file://{{ upload_folder }}/rejected.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rejected/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
+PUT 'file://{{ upload_folder }}/rejected/*.parquet' @{{ database }}.{{ schema }}.{{ load_stage }}/{{ batch_id }}/rejected/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE;
 
 -- name: copy_staging
 -- FORCE loads the file even if a rolled-back COPY loaded it before (the batch log, checked in the same

@@ -37,7 +37,10 @@ WHERE c.cdc_batch_id = ?
   AND NOT EXISTS (
     SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
     WHERE h.claimId = c.claimId AND h.cdc_content_hash = c.cdc_content_hash
-);
+)
+-- Shards are de-duplicated one by one: a copy of a change on two shards of one batch (a re-send across a
+-- reshard) is kept once.
+QUALIFY ROW_NUMBER() OVER (PARTITION BY c.claimId, c.cdc_content_hash ORDER BY c.cdc_change_order) = 1;
 
 -- name: stamp_rejected
 -- The batch's dead letters, just loaded by COPY INTO (load.sql), get their time.

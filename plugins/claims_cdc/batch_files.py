@@ -1,6 +1,7 @@
 """Batch files: where a run's records wait between tasks, so that only references travel through XCom.
 
-Layout: ``<CDC_BATCH_ROOT>/<dag run id>/<batch id>/{records,rows,rejected}.jsonl``, ``file://`` or ``s3://``.
+Layout: ``<CDC_BATCH_ROOT>/<dag run id>/<batch id>/{rows,rejected}/<shard id>.parquet``, ``file://`` or ``s3://``:
+one file per shard and kind, written by that shard's task as it reads (:mod:`claims_cdc.load_files`).
 The files hold claim content (PHI):
 
 - on ``file://`` every directory is created 0700 and every file 0600, whatever the process umask;
@@ -9,22 +10,24 @@ The files hold claim content (PHI):
   and any batch older than ``CDC_BATCH_FILE_MAX_AGE_HOURS``.
 
 A batch id starts with the UTC time of its extract (:func:`new_batch_id`), so a batch's age and order are
-known from its name alone, on ``file://`` and ``s3://`` alike. Nothing here reads or logs a record's content
-outside :func:`read_jsonl`; log lines carry batch ids, paths and counts only.
+known from its name alone, on ``file://`` and ``s3://`` alike. Nothing here reads or logs a record's content;
+log lines carry batch ids, paths and counts only.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from claims_cdc.settings import Settings
 
@@ -95,38 +98,59 @@ def _private_dirs(directory: Path) -> None:
     os.chmod(directory, DIR_MODE)
 
 
-def _private_file(path: Path) -> Any:
+def _private_file(path: Path) -> BinaryIO:
     """Open ``path`` for writing, owner-only (0600) from its first byte; truncates a retry's leftover."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
     os.fchmod(fd, FILE_MODE)  # the umask can only clear bits; a file left by an earlier version may have more
-    return os.fdopen(fd, "w", encoding="utf-8")
+    return os.fdopen(fd, "wb")
 
 
-def write_jsonl(settings: Settings, uri: str, docs: Iterable[dict[str, Any]]) -> int:
+def shard_file(batch: str, kind: str, shard_id: str) -> str:
+    """Where a shard's rows (``kind`` "rows") or dead letters ("rejected") of a batch are kept, as Parquet."""
+    return f"{batch}/{kind}/{shard_id}.parquet"
+
+
+def open_for_write(settings: Settings, uri: str) -> BinaryIO:
+    """A binary file at ``uri`` (a batch's file), owner-only on ``file://`` along with its directories."""
     on_disk = _disk_path(uri)
     if on_disk is not None:
-        run_dir = on_disk.parent.parent
-        _private_dirs(run_dir)
-        _private_dirs(on_disk.parent)
-        out = _private_file(on_disk)
-    else:
-        path = _path(uri, settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out = path.open("w")
-    count = 0
-    with out:
-        for doc in docs:
-            out.write(json.dumps(doc, separators=(",", ":")))
-            out.write("\n")
-            count += 1
-    return count
+        batch_dir = on_disk.parent.parent
+        for directory in (batch_dir.parent, batch_dir, on_disk.parent):
+            _private_dirs(directory)
+        return _private_file(on_disk)
+    path = _path(uri, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("wb")
 
 
-def read_jsonl(settings: Settings, uri: str) -> Iterator[dict[str, Any]]:
-    with _path(uri, settings).open("r") as source:
-        for line in source:
-            if line.strip():
-                yield json.loads(line)
+@contextmanager
+def local_copy(settings: Settings, uri: str, kinds: Iterable[str] = ("rows", "rejected")) -> Iterator[Path]:
+    """A batch's Parquet files in a local folder for PUT: the batch folder itself on ``file://``; from
+    ``s3://``, a private (0700) temporary copy, removed afterwards."""
+    on_disk = _disk_path(uri)
+    if on_disk is not None:
+        yield on_disk
+        return
+    folder = Path(tempfile.mkdtemp(prefix="claims-cdc-batch-"))
+    try:
+        for kind in kinds:
+            source = _path(f"{uri}/{kind}", settings)
+            if not source.exists():
+                continue
+            (folder / kind).mkdir(mode=DIR_MODE)
+            for remote in source.iterdir():
+                with remote.open("rb") as reader, _private_file(folder / kind / remote.name) as writer:
+                    shutil.copyfileobj(reader, writer)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_file(settings: Settings, uri: str) -> None:
+    """Delete one batch file; a no-op when it is not there."""
+    path = _path(uri, settings)
+    if path.exists():
+        path.unlink()
 
 
 def batch_exists(settings: Settings, uri: str) -> bool:

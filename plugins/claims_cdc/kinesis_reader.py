@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,12 +94,6 @@ class ShardProgress:
         }
 
 
-@dataclass
-class ReadResult:
-    records: list[SourceRecord] = field(default_factory=list)
-    shards: list[ShardProgress] = field(default_factory=list)
-
-
 def list_shards(client: Any, stream_name: str) -> list[dict[str, Any]]:
     """Every shard of the stream the API still lists (open and closed-but-retained), paginated."""
     shards: list[dict[str, Any]] = []
@@ -118,10 +112,7 @@ def _parents(shard: dict[str, Any]) -> tuple[str, ...]:
 
 
 def readable_shards(shards: list[dict[str, Any]], checkpoints: dict[str, Checkpoint]) -> list[dict[str, Any]]:
-    """Shards in parent-before-child order, less those already retired as drained.
-
-    Whether a child may be read yet is decided while reading, once we know whether its parents drained.
-    """
+    """Shards in parent-before-child order, less those already retired as drained."""
     by_id = {s["ShardId"]: s for s in shards}
     ordered: list[dict[str, Any]] = []
     placed: set[str] = set()
@@ -178,16 +169,9 @@ def _get_records(client: Any, iterator: str, limit: int) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-def _parents_done(
-    shard: dict[str, Any], progress: dict[str, ShardProgress], checkpoints: dict[str, Checkpoint], listed: set[str]
-) -> bool:
-    for parent in _parents(shard):
-        if parent not in listed or _checkpoint(checkpoints, parent).closed:
-            continue  # trimmed from the stream, or already retired: nothing left to read there
-        if parent in progress and progress[parent].drained:
-            continue
-        return False
-    return True
+def _parents_done(shard: dict[str, Any], checkpoints: dict[str, Checkpoint], listed: set[str]) -> bool:
+    """Every parent is retired (drained by an earlier run) or trimmed from the stream."""
+    return all(parent not in listed or _checkpoint(checkpoints, parent).closed for parent in _parents(shard))
 
 
 def _arrival_micros(raw: dict[str, Any]) -> int | None:
@@ -212,101 +196,83 @@ def _arrived_after(raw: dict[str, Any], started_at: datetime | None) -> bool:
     return started_at is not None and isinstance(arrival, datetime) and arrival > started_at
 
 
-def read_batch(
-    client: Any,
-    stream_name: str,
-    checkpoints: dict[str, Checkpoint],
-    max_records: int,
-    page_limit: int,
-    started_at: datetime | None = None,
-    max_workers: int = 8,
-) -> ReadResult:
-    """Read up to ``max_records`` records across shards, each from its checkpoint.
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard's part of a run: where to start, how many records at most, and what the shard is."""
 
-    The shards that may be read (their parents drained) are read concurrently, each in its own thread at
-    its own 5 reads per second, and the cap is split fairly between them: each gets an equal share, and
-    what a shard that caught up early leaves is shared again among those that stopped at their share.
-    Children whose parents drained are read next, from what is left. A shard stops when it is caught up,
-    closed and drained, or when records arrived after ``started_at`` (so a run handles what was in the
-    stream when it started).
+    shard_id: str
+    parent_shard_ids: tuple[str, ...]
+    #: The last sequence number consumed (the stored checkpoint), or None to start at TRIM_HORIZON.
+    start: str | None
+    share: int
+    #: ListShards gave the shard an EndingSequenceNumber: it was closed by resharding.
+    closed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shard_id": self.shard_id, "parent_shard_ids": list(self.parent_shard_ids), "start": self.start,
+                "share": self.share, "closed": self.closed}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ShardTask:
+        return cls(doc["shard_id"], tuple(doc["parent_shard_ids"]), doc["start"], int(doc["share"]),
+                   bool(doc["closed"]))
+
+
+def plan_shards(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint], max_records: int) -> list[ShardTask]:
+    """The shards a run reads, each with its fair share of ``max_records``, parents before children.
+
+    A shard is read when every parent is retired (drained in an earlier run) or gone from the stream, so a
+    child is never read before its parents are; children of a parent that drains in this run are read by
+    the next run. The cap is split as evenly as whole records allow, and every shard gets at least one
+    record (with more shards than the cap, a run may read one record a shard), so no shard is starved.
     """
     shards = list_shards(client, stream_name)
     listed = {s["ShardId"] for s in shards}
-    result = ReadResult()
-    progress: dict[str, ShardProgress] = {}
-    read: dict[str, list[SourceRecord]] = {}
-    order = readable_shards(shards, checkpoints)
-    for shard in order:
-        start = _checkpoint(checkpoints, shard["ShardId"]).sequence_number
-        progress[shard["ShardId"]] = ShardProgress(shard["ShardId"], _parents(shard), start, start)
-    budget = max_records
-    finished: set[str] = set()  # caught up, drained, or stopped at the run's start time
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kinesis-shard") as pool:
-        while budget > 0:
-            wave = [s for s in order if s["ShardId"] not in finished
-                    and _parents_done(s, progress, checkpoints, listed)]
-            if not wave:
-                break
-            turns = [(shard, share) for shard, share in zip(wave, _fair_shares(budget, len(wave)), strict=True)
-                     if share > 0]
-            if not turns:
-                break
-            for shard, _share in turns:
-                if shard["ShardId"] not in read:
-                    read[shard["ShardId"]] = []
-                    result.shards.append(progress[shard["ShardId"]])
-            futures = [(shard["ShardId"], pool.submit(_read_shard, client, stream_name, shard,
-                                                      progress[shard["ShardId"]], share, page_limit, started_at))
-                       for shard, share in turns]
-            moved = False
-            for shard_id, future in futures:
-                records, done = future.result()
-                read[shard_id].extend(records)
-                budget -= len(records)
-                if done:
-                    finished.add(shard_id)
-                moved = moved or done or bool(records)
-            if not moved:
-                break  # cannot happen (a shard returns at its share or finished); never loop on it
-    for state in result.shards:
-        result.records.extend(read[state.shard_id])
-    return result
+    eligible = [s for s in readable_shards(shards, checkpoints) if _parents_done(s, checkpoints, listed)]
+    return [ShardTask(s["ShardId"], _parents(s), _checkpoint(checkpoints, s["ShardId"]).sequence_number, share,
+                      _closed(s))
+            for s, share in zip(eligible, _fair_shares(max_records, len(eligible)), strict=True)]
 
 
 def _fair_shares(budget: int, shards: int) -> list[int]:
-    """``budget`` split as evenly as whole records allow (the first shards get the remainder)."""
+    """``budget`` split as evenly as whole records allow (the first shards get the remainder), at least 1 each."""
+    if not shards:
+        return []
     share, rest = divmod(budget, shards)
-    return [share + (1 if index < rest else 0) for index in range(shards)]
+    return [max(1, share + (1 if index < rest else 0)) for index in range(shards)]
 
 
-def _read_shard(client: Any, stream_name: str, shard: dict[str, Any], state: ShardProgress, share: int,
-                page_limit: int, started_at: datetime | None) -> tuple[list[SourceRecord], bool]:
-    """Read one shard after ``state.end``, up to ``share`` records; advance ``state``.
+def read_shard(client: Any, stream_name: str, task: ShardTask, page_limit: int,
+               started_at: datetime | None) -> Iterator[tuple[list[SourceRecord], ShardProgress]]:
+    """Read one shard after ``task.start``, up to ``task.share`` records, page by page.
 
-    Returns the records and whether the shard is finished for this run (caught up, drained, or at records
-    newer than the run), as opposed to stopped at its share.
+    Yields each page's records with the shard's progress so far (``end`` is the last record yielded), so a
+    caller can handle the records as they come and hold none of them. Reads at most 5 times per second
+    (Kinesis' limit per shard). The shard stops when it is caught up, closed and drained, at its share, or
+    at records that arrived after ``started_at`` (a run handles what was in the stream when it started);
+    the last progress yielded says which.
     """
-    shard_id = shard["ShardId"]
-    records: list[SourceRecord] = []
-    iterator: str | None = _iterator(client, stream_name, shard_id, state.end)
+    state = ShardProgress(task.shard_id, task.parent_shard_ids, task.start, task.start)
+    iterator: str | None = _iterator(client, stream_name, task.shard_id, state.end)
     empty_pages = 0
     last_read = 0.0
-    while iterator and share > len(records):
+    while iterator and state.records < task.share:
         if last_read and (wait := MIN_SECONDS_BETWEEN_READS - (time.monotonic() - last_read)) > 0:
             time.sleep(wait)
         try:
-            page = _get_records(client, iterator, min(page_limit, share - len(records)))
+            page = _get_records(client, iterator, min(page_limit, task.share - state.records))
         except client.exceptions.ExpiredIteratorException:
-            log.warning("shard %s: iterator expired; re-acquiring after %s", shard_id, state.end)
-            iterator = _iterator(client, stream_name, shard_id, state.end)
+            log.warning("shard %s: iterator expired; re-acquiring after %s", task.shard_id, state.end)
+            iterator = _iterator(client, stream_name, task.shard_id, state.end)
             continue
         last_read = time.monotonic()
         page_records = page.get("Records", [])
         fresh = [r for r in page_records if not _arrived_after(r, started_at)]
-        for raw in fresh:
-            records.append(SourceRecord(shard_id, raw["SequenceNumber"], raw["Data"], _arrival_micros(raw)))
-            state.end = raw["SequenceNumber"]
-        state.records += len(fresh)
+        records = [SourceRecord(task.shard_id, raw["SequenceNumber"], raw["Data"], _arrival_micros(raw))
+                   for raw in fresh]
+        if records:
+            state.end = records[-1].sequence_number
+        state.records += len(records)
         iterator = page.get("NextShardIterator")
         caught_up = iterator is None or (not page_records and page.get("MillisBehindLatest", 0) == 0)
         if caught_up or len(fresh) < len(page_records):
@@ -314,13 +280,16 @@ def _read_shard(client: Any, stream_name: str, shard: dict[str, Any], state: Sha
             state.verified_at = _utcnow()
             # A closed shard read to its end is drained. AWS ends it with NextShardIterator = None;
             # moto keeps handing out iterators, so ListShards' EndingSequenceNumber decides as well.
-            state.drained = caught_up and (iterator is None or _closed(shard))
-            return records, True
+            state.drained = caught_up and (iterator is None or task.closed)
+            yield records, state
+            return
         if not page_records:
             empty_pages += 1
             if empty_pages >= MAX_EMPTY_PAGES:
-                return records, True
-    return records, False
+                break
+        if records:
+            yield records, state
+    yield [], state
 
 
 def has_records(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint]) -> bool:

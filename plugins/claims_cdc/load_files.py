@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +29,7 @@ REJECTED_FILE = "rejected.parquet"
 REJECTED_COLUMNS = {"batch_id": pa.string(), "shard_id": pa.string(), "sequence_number": pa.string(),
                     "reason": pa.string(), "payload": pa.string(), "payload_base64": pa.string(),
                     "arrival_micros": pa.int64()}
+REJECTED_SCHEMA = pa.schema([pa.field(name, kind) for name, kind in REJECTED_COLUMNS.items()])
 _INTEGER = pa.decimal128(38, 0)
 
 
@@ -50,24 +51,61 @@ def _cell(value: Any, kind: pa.DataType) -> Any:
     return value
 
 
-def write_rows(folder: Path, mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> Path:
+def rows_table(mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> pa.Table:
     schema = row_schema(mapping)
     columns = {field.name: [_cell({**row, "cdc_batch_id": batch_id}.get(field.name), field.type) for row in rows]
                for field in schema}
-    return _write(folder / ROWS_FILE, pa.table(columns, schema=schema))
+    return pa.table(columns, schema=schema)
+
+
+def rejected_table(batch_id: str, rejected: list[dict[str, Any]]) -> pa.Table:
+    columns = {name: [batch_id if name == "batch_id" else letter.get(name) for letter in rejected]
+               for name in REJECTED_COLUMNS}
+    return pa.table(columns, schema=REJECTED_SCHEMA)
+
+
+def write_rows(folder: Path, mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> Path:
+    return _write(folder / ROWS_FILE, rows_table(mapping, batch_id, rows))
 
 
 def write_rejected(folder: Path, batch_id: str, rejected: list[dict[str, Any]]) -> Path:
-    schema = pa.schema([pa.field(name, kind) for name, kind in REJECTED_COLUMNS.items()])
-    columns = {name: [batch_id if name == "batch_id" else letter.get(name) for letter in rejected]
-               for name in REJECTED_COLUMNS}
-    return _write(folder / REJECTED_FILE, pa.table(columns, schema=schema))
+    return _write(folder / REJECTED_FILE, rejected_table(batch_id, rejected))
 
 
 def _write(path: Path, table: pa.Table) -> Path:
     pq.write_table(table, path, compression="zstd")
     path.chmod(0o600)
     return path
+
+
+class ParquetSink:
+    """Rows (or dead letters) written page by page into one Parquet file, one row group a page.
+
+    The file is opened at the first page (``open_file()`` gives a binary file object), so a shard without
+    rows leaves no file. Only the current page is ever in memory.
+    """
+
+    def __init__(self, schema: pa.Schema, open_file: Callable[[], BinaryIO]):
+        self._schema = schema
+        self._open_file = open_file
+        self._file: BinaryIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            self._file = self._open_file()
+            self._writer = pq.ParquetWriter(self._file, self._schema, compression="zstd")
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._file is not None:
+            self._file.close()
 
 
 @contextmanager

@@ -11,20 +11,22 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from claims_cdc import aws, batch_files, warehouse
+from claims_cdc import aws, batch_files, kinesis_reader, load_files, warehouse
 from claims_cdc.kinesis_reader import (
     Checkpoint,
     CheckpointGap,
+    ShardTask,
     StreamNotFound,
     check_retention,
     has_records,
-    read_batch,
+    plan_shards,
     retention_hours,
 )
 from claims_cdc.mapping import Mapping, load_mapping
@@ -90,32 +92,26 @@ def stream_has_records(settings: Settings, checkpoints: dict[str, Checkpoint] | 
 
 
 @fails_without_retry
-def extract(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> dict[str, Any]:
-    """Read what is in the stream after the stored checkpoints (up to ``max_records``) into a batch file."""
+def plan(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None) -> list[dict[str, Any]]:
+    """The run's batch: which shards to read, each from its stored checkpoint, with its share of the cap.
+
+    One entry per shard (the DAG maps the read over them): the batch's id and folder, the stream's retention,
+    the run's start (records that arrive later wait for the next run), and the shard's task. Fails at once
+    (:class:`CheckpointGap`) when records after a checkpoint may have expired unread.
+    """
     if max_records < 1:
         raise ConfigError(f"max_records={max_records} must be at least 1")
     checkpoints = stored_checkpoints(settings)
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     hours = retention_hours(kinesis, settings.kinesis_stream)
-    # A CheckpointGap fails the task at once (fails_without_retry): no retry brings expired records back.
     check_retention(kinesis, settings.kinesis_stream, checkpoints, hours=hours)
-    result = read_batch(
-        kinesis,
-        settings.kinesis_stream,
-        checkpoints,
-        max_records=max_records,
-        page_limit=settings.get_records_limit,
-        started_at=started_at,
-    )
+    tasks = plan_shards(kinesis, settings.kinesis_stream, checkpoints, max_records)
     batch_id = batch_files.new_batch_id()
-    uri = batch_files.batch_uri(settings, dag_run_id, batch_id)
-    count = batch_files.write_jsonl(settings, f"{uri}/records.jsonl", (r.to_json() for r in result.records))
-    shards = [s.to_json() for s in result.shards]
-    log.info("batch %s: read %d records from %d shard(s)", batch_id, count, len(shards))
-    for shard in shards:
-        log.info("  shard %s: %d records, after %s up to %s%s", shard["shard_id"], shard["records"],
-                 shard["start"], shard["end"], " (drained)" if shard["drained"] else "")
-    return {"batch_id": batch_id, "uri": uri, "records": count, "shards": shards, "retention_hours": hours}
+    batch = {"batch_id": batch_id, "uri": batch_files.batch_uri(settings, dag_run_id, batch_id),
+             "retention_hours": hours, "started_at": started_at.isoformat() if started_at else None}
+    log.info("batch %s: %d shard(s) to read, %s", batch_id, len(tasks),
+             ", ".join(f"{t.shard_id} up to {t.share}" for t in tasks))
+    return [{**batch, **task.to_json()} for task in tasks]
 
 
 def time_rules(settings: Settings, batch: dict[str, Any]) -> TimeRules:
@@ -124,60 +120,127 @@ def time_rules(settings: Settings, batch: dict[str, Any]) -> TimeRules:
                      max_skew_seconds=settings.max_clock_skew_seconds)
 
 
+@fails_without_retry
+def read_shard(settings: Settings, shard: dict[str, Any]) -> dict[str, Any]:
+    """Read one shard of the batch and transform its records as they come, into the batch's Parquet files.
+
+    Each record is decoded once (:func:`claims_cdc.transform.to_row`) and written once, in the format the
+    load uses: page by page into ``rows/<shard>.parquet`` (unique changes) and ``rejected/<shard>.parquet``
+    (dead letters with their reason), so memory holds one page, whatever the backlog. A re-delivery of a
+    change already read in this shard's batch is dropped and counted. Safe to retry: the files are written
+    anew from the same checkpoint. Returns the shard's positions and counts, never records.
+    """
+    task = ShardTask.from_json(shard)
+    mapping = mapping_for(settings)
+    rules = time_rules(settings, shard)
+    started_at = datetime.fromisoformat(shard["started_at"]) if shard.get("started_at") else None
+    files = {kind: batch_files.shard_file(shard["uri"], kind, task.shard_id) for kind in ("rows", "rejected")}
+    for uri in files.values():  # a killed try's files
+        batch_files.remove_file(settings, uri)
+    rows = load_files.ParquetSink(load_files.row_schema(mapping),
+                                  lambda: batch_files.open_for_write(settings, files["rows"]))
+    rejected = load_files.ParquetSink(load_files.REJECTED_SCHEMA,
+                                      lambda: batch_files.open_for_write(settings, files["rejected"]))
+    seen: set[str] = set()
+    dropped = 0
+    progress = None
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
+    try:
+        for records, state in kinesis_reader.read_shard(kinesis, settings.kinesis_stream, task,
+                                                        settings.get_records_limit, started_at):
+            progress = state
+            result = transform_records(records, mapping, rules)
+            unique = []
+            for row in result.rows:
+                if row["cdc_content_hash"] in seen:  # the same change again (same or new eventID)
+                    dropped += 1
+                    continue
+                seen.add(row["cdc_content_hash"])
+                unique.append(row)
+            rows.write(load_files.rows_table(mapping, shard["batch_id"], unique))
+            rejected.write(load_files.rejected_table(shard["batch_id"], result.rejected))
+            for bad in result.rejected:
+                log.warning("rejected shard %s sequence %s: %s", bad["shard_id"], bad["sequence_number"],
+                            bad["reason"])
+    finally:
+        rows.close()
+        rejected.close()
+    assert progress is not None  # read_shard always yields its final progress
+    done = {**progress.to_json(), "batch_id": shard["batch_id"], "uri": shard["uri"],
+            "retention_hours": shard["retention_hours"], "rows": rows.rows, "duplicates_dropped": dropped,
+            "rejected": rejected.rows}
+    log.info("batch %s shard %s: %d records after %s up to %s%s: %d rows, %d re-deliveries dropped, %d rejected",
+             shard["batch_id"], task.shard_id, progress.records, progress.start, progress.end,
+             " (drained)" if progress.drained else "", rows.rows, dropped, rejected.rows)
+    return done
+
+
 def _files_gone(batch: dict[str, Any]) -> Exception:
     """A cleared task of an old run whose batch files were removed: only a new extract can help."""
     return AirflowFailException(
         f"batch {batch['batch_id']}: its files were removed (a later run staged or re-read its records, or "
-        f"they passed CDC_BATCH_FILE_MAX_AGE_HOURS); nothing was lost: clear this run from extracted_batch "
+        f"they passed CDC_BATCH_FILE_MAX_AGE_HOURS); nothing was lost: clear this run from shard_plan "
         "to read again from the stored checkpoints"
     )
 
 
-@fails_without_retry
-def transform(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
-    """Flatten and rename the batch's records by the mapping file; keep bad ones with their reason."""
-    if not batch_files.batch_exists(settings, f"{batch['uri']}/records.jsonl"):
-        raise _files_gone(batch)
-    records = [SourceRecord.from_json(d) for d in batch_files.read_jsonl(settings, f"{batch['uri']}/records.jsonl")]
-    result = transform_records(records, mapping_for(settings), time_rules(settings, batch))
-    rows = batch_files.write_jsonl(settings, f"{batch['uri']}/rows.jsonl", result.rows)
-    rejected = batch_files.write_jsonl(settings, f"{batch['uri']}/rejected.jsonl", result.rejected)
-    for bad in result.rejected:
-        log.warning("rejected shard %s sequence %s: %s", bad["shard_id"], bad["sequence_number"], bad["reason"])
-    log.info("batch %s: %d rows, %d rejected", batch["batch_id"], rows, rejected)
-    return {**batch, "rows": rows, "rejected": rejected}
+#: What the batch log keeps of each shard read (its counts ride along in the batch log's shard list).
+_SHARD_KEYS = ("shard_id", "parent_shard_ids", "start", "end", "records", "drained", "verified_at", "rows",
+               "duplicates_dropped", "rejected")
+
+
+def batch_of(shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's batch manifest from its shards' results: ids, positions and counts summed."""
+    first = shards[0]
+    return {"batch_id": first["batch_id"], "uri": first["uri"], "retention_hours": first["retention_hours"],
+            "shards": [{key: s[key] for key in _SHARD_KEYS} for s in shards],
+            **{key: sum(int(s[key]) for s in shards) for key in ("records", "rows", "duplicates_dropped",
+                                                                  "rejected")}}
 
 
 @fails_without_retry
-def stage(settings: Settings, batch: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
-    """Load the CDC and history tables and move the checkpoints, in one transaction."""
+def stage(settings: Settings, shards: list[dict[str, Any]], dag_run_id: str) -> dict[str, Any]:
+    """Load the CDC and history tables from every shard's files and move the checkpoints, in one transaction."""
+    batch = batch_of(list(shards))
     if not batch["records"] and not any(s["drained"] for s in batch["shards"]):
         log.info("batch %s is empty; nothing to stage", batch["batch_id"])
         return _with_counts(batch, warehouse.StageCounts(batch["batch_id"], 0, 0, 0))
-    try:
-        rows = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rows.jsonl"))
-        rejected = list(batch_files.read_jsonl(settings, f"{batch['uri']}/rejected.jsonl"))
-    except FileNotFoundError:
-        # A retry after this batch was staged and its files removed is done; any other case needs a new extract.
-        with _snowflake(settings) as snow:
-            done = warehouse.staged_counts(snow, settings, mapping_for(settings), batch["batch_id"])
-        if done is None:
-            raise _files_gone(batch) from None
-        log.info("batch %s was already staged and its files removed; nothing to do", batch["batch_id"])
-        return _with_counts(batch, done)
+    expected = [batch_files.shard_file(batch["uri"], kind, s["shard_id"])
+                for s in batch["shards"] for kind in ("rows", "rejected") if s[kind]]
     with _snowflake(settings) as snow:
-        counts = warehouse.stage_batch(
-            snow,
-            settings,
-            mapping_for(settings),
-            batch_id=batch["batch_id"],
-            dag_run_id=dag_run_id,
-            shards=batch["shards"],
-            records_read=batch["records"],
-            rows=rows,
-            rejected=rejected,
-        )
+        mapping = mapping_for(settings)
+        if not all(batch_files.batch_exists(settings, uri) for uri in expected):
+            # A retry after this batch was staged and its files removed is done; any other case needs a new read.
+            done = warehouse.staged_counts(snow, settings, mapping, batch["batch_id"])
+            if done is None:
+                raise _files_gone(batch)
+            log.info("batch %s was already staged and its files removed; nothing to do", batch["batch_id"])
+            return _with_counts(batch, done)
+        with batch_files.local_copy(settings, batch["uri"]) as folder:
+            counts = warehouse.stage_files(
+                snow, settings, mapping, batch_id=batch["batch_id"], dag_run_id=dag_run_id, shards=batch["shards"],
+                folder=folder, records_read=batch["records"], rows=batch["rows"],
+                duplicates_dropped=batch["duplicates_dropped"], rejected=batch["rejected"])
     return _with_counts(batch, counts)
+
+
+def run_batch(settings: Settings, dag_run_id: str, max_records: int, started_at: datetime | None = None,
+              workers: int = 8) -> dict[str, Any]:
+    """One run's work in this process, as the DAG does it: plan, the shards read concurrently, stage, merge.
+
+    For tools and tests; the DAG runs the same functions as tasks (the shards as mapped tasks).
+    """
+    shards = plan(settings, dag_run_id, max_records, started_at)
+    if not shards:
+        return {"records": 0, "merged": None}
+    staged = stage(settings, read_shards(settings, shards, workers), dag_run_id)
+    return {**staged, "merged": merge(settings, staged, dag_run_id)}
+
+
+def read_shards(settings: Settings, shards: list[dict[str, Any]], workers: int = 8) -> list[dict[str, Any]]:
+    """Every planned shard read at once, one thread each (as the DAG's mapped tasks run side by side)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shard") as pool:
+        return list(pool.map(lambda shard: read_shard(settings, shard), shards))
 
 
 def _with_counts(batch: dict[str, Any], counts: warehouse.StageCounts) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from claims_cdc import load_files
@@ -89,43 +90,72 @@ def stage_batch(
     status: str = "STAGED",
     redriven: list[dict[str, str]] | None = None,
 ) -> StageCounts:
-    """Stage one batch and move its shards' checkpoints, in one transaction.
+    """Stage rows held in memory (a re-drive's few): written as the batch's files, then :func:`stage_files`."""
+    unique = unique_changes(rows)
+    with load_files.private_folder() as folder:
+        if unique:
+            (folder / "rows").mkdir(mode=0o700)
+            load_files.write_rows(folder / "rows", mapping, batch_id, unique)
+        if rejected:
+            (folder / "rejected").mkdir(mode=0o700)
+            load_files.write_rejected(folder / "rejected", batch_id, rejected)
+        return stage_files(session, settings, mapping, batch_id=batch_id, dag_run_id=dag_run_id, shards=shards,
+                           folder=folder, records_read=records_read, rows=len(unique),
+                           duplicates_dropped=len(rows) - len(unique), rejected=len(rejected), status=status,
+                           redriven=redriven)
 
-    Every batch balances: ``records_read`` = rows staged + re-deliveries dropped + dead letters, or
+
+def stage_files(
+    session: Session,
+    settings: Settings,
+    mapping: Mapping,
+    *,
+    batch_id: str,
+    dag_run_id: str,
+    shards: list[dict[str, Any]],
+    folder: Path,
+    records_read: int,
+    rows: int,
+    duplicates_dropped: int,
+    rejected: int,
+    status: str = "STAGED",
+    redriven: list[dict[str, str]] | None = None,
+) -> StageCounts:
+    """Stage one batch from its Parquet files and move its shards' checkpoints, in one transaction.
+
+    ``folder`` holds ``rows/*.parquet`` (the batch's unique rows) and ``rejected/*.parquet`` (its dead
+    letters); ``rows``, ``duplicates_dropped`` and ``rejected`` are the counts written there. Every batch
+    balances: ``records_read`` = rows staged + re-deliveries dropped + dead letters, or
     :class:`BatchImbalance` is raised and nothing is committed. Safe to retry: a batch already in the batch
     log is not staged again, and a batch read from positions that have since moved is refused
     (:class:`CheckpointConflict`) instead of staged twice.
     """
-    stmts = load("stage", settings, mapping)
-    unique = unique_changes(rows)
-    dropped = len(rows) - len(unique)
-    if records_read != len(rows) + len(rejected):  # rows = unique + dropped
+    if records_read != rows + duplicates_dropped + rejected:
         raise BatchImbalance(
-            f"batch {batch_id}: {records_read} records read but {len(rows)} rows and {len(rejected)} dead "
-            "letters; a record went missing between read and stage. Nothing was staged."
+            f"batch {batch_id}: {records_read} records read but {rows} rows, {duplicates_dropped} re-deliveries "
+            f"dropped and {rejected} dead letters; a record went missing between read and stage. Nothing was "
+            "staged."
         )
     # Checked before the upload too: a retry after the commit leaves no files behind on the stage.
     if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
-    with load_files.private_folder() as folder:
-        loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
-        # PUT is not transactional: the files go up first (a retry overwrites them), COPY INTO runs inside.
-        if unique:
-            load_files.write_rows(folder, mapping, batch_id, unique)
-            session.execute(loads["put_rows"])
-        if rejected:
-            load_files.write_rejected(folder, batch_id, rejected)
-            session.execute(loads["put_rejected"])
-        with session.transaction():
-            return _stage_in_transaction(session, settings, mapping, stmts, loads, batch_id=batch_id,
-                                         dag_run_id=dag_run_id, shards=shards, records_read=records_read,
-                                         unique=unique, dropped=dropped, rejected=rejected, status=status,
-                                         redriven=redriven)
+    stmts = load("stage", settings, mapping)
+    loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
+    # PUT is not transactional: the files go up first (a retry overwrites them), COPY INTO runs inside.
+    if rows:
+        session.execute(loads["put_rows"])
+    if rejected:
+        session.execute(loads["put_rejected"])
+    with session.transaction():
+        return _stage_in_transaction(session, settings, mapping, stmts, loads, batch_id=batch_id,
+                                     dag_run_id=dag_run_id, shards=shards, records_read=records_read,
+                                     rows=rows, dropped=duplicates_dropped, rejected=rejected, status=status,
+                                     redriven=redriven)
 
 
 def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping, stmts: dict, loads: dict, *,
                           batch_id: str, dag_run_id: str, shards: list[dict[str, Any]], records_read: int,
-                          unique: list[dict[str, Any]], dropped: int, rejected: list[dict[str, Any]], status: str,
+                          rows: int, dropped: int, rejected: int, status: str,
                           redriven: list[dict[str, str]] | None) -> StageCounts:
     if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
@@ -139,7 +169,7 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
                 f"{shard['start']}; another run staged these records. Re-run to read from the stored position."
             )
     staged = history = dead = 0
-    if unique:
+    if rows:
         session.execute(loads["copy_staging"])
         staged = session.rowcount(stmts["stamp_staging"], [batch_id])
         history = session.rowcount(stmts["insert_history"], [batch_id])
@@ -148,8 +178,8 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
         dead = session.rowcount(stmts["stamp_rejected"], [batch_id])
     if redriven:
         session.rowcount(stmts["mark_redriven"], [batch_id, json.dumps(redriven)])
-    if (staged, dead) != (len(unique), len(rejected)):
-        raise BatchImbalance(f"batch {batch_id}: {len(unique)} rows and {len(rejected)} dead letters sent, "
+    if (staged, dead) != (rows, rejected):
+        raise BatchImbalance(f"batch {batch_id}: {rows} rows and {rejected} dead letters written, "
                              f"{staged} and {dead} loaded; rolled back")
     # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
     read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
@@ -159,12 +189,12 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
         session.rowcount(stmts["insert_checkpoints"], [settings.kinesis_stream, batch_id, positions])
     session.rowcount(
         stmts["insert_batch"],
-        [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, len(rejected),
+        [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, rejected,
          json.dumps(shards, separators=(",", ":")), status, dropped],
     )
     log.info("batch %s staged: %d read = %d staged + %d re-deliveries dropped + %d dead-lettered (%d new in the "
-             "history)", batch_id, records_read, staged, dropped, len(rejected), history)
-    return StageCounts(batch_id, staged, history, len(rejected), dropped)
+             "history)", batch_id, records_read, staged, dropped, rejected, history)
+    return StageCounts(batch_id, staged, history, rejected, dropped)
 
 
 def read_dead_letters(session: Session, settings: Settings, mapping: Mapping, limit: int) -> list[dict[str, Any]]:

@@ -55,9 +55,13 @@ def test_claims_cdc_shape(dagbag):
     assert dag.catchup is False
     assert {"cdc", "dynamodb", "kinesis", "snowflake"} <= set(dag.tags)
     assert dag.doc_md and "claims_cdc" in dag.doc_md
-    order = ["stream_has_records", "extracted_batch", "transformed_batch", "staged_batch", "merged_counts",
-             "reconciliation"]
+    order = ["stream_has_records", "shard_plan", "shard_batch", "staged_batch", "merged_counts", "reconciliation"]
     assert [t.task_id for t in dag.topological_sort() if t.task_id != "removed_batch_files"] == order
+    # one read-and-transform task per shard (dynamic task mapping over the plan), one staging transaction
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert isinstance(dag.get_task("shard_batch"), MappedOperator)
+    assert not isinstance(dag.get_task("staged_batch"), MappedOperator)
     # batch-file clean-up follows the merge, and also runs when the sensor skipped (never after a failure)
     tidy = dag.get_task("removed_batch_files")
     assert tidy.upstream_task_ids == {"staged_batch", "merged_counts"}

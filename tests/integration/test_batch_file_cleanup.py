@@ -65,13 +65,14 @@ def _kill_after_commit(monkeypatch) -> None:
 def test_a_run_killed_mid_stage_leaves_no_batch_files_once_the_next_run_has_finished(settings, snow, clean_pipeline,
                                                                                      monkeypatch):
     _put_claims(settings, "CLM-K1", "CLM-K2")
-    batch = pipeline.transform(settings, pipeline.extract(settings, "run-1", 100, None))
+    batch = pipeline.read_shards(settings, pipeline.plan(settings, "run-1", 100, None))
     with monkeypatch.context() as patched:
         _kill_before(patched, "insert_history")  # inside the stage's transaction: nothing commits
         with pytest.raises(WorkerKilled):
             pipeline.stage(settings, batch, "run-1")
     left = _files(settings)
-    assert [p.name for p in left] == ["records.jsonl", "rejected.jsonl", "rows.jsonl"]
+    assert {p.parent.name for p in left} == {"rows"} and {p.suffix for p in left} == {".parquet"}
+    assert sorted(p.stem for p in left) == sorted(s["shard_id"] for s in batch if s["rows"])
     assert {stat.S_IMODE(p.stat().st_mode) for p in left} == {0o600}
     assert count(snow, settings, settings.cdc_table) == 0  # the killed stage left nothing staged
 
@@ -85,20 +86,20 @@ def test_a_run_killed_mid_stage_leaves_no_batch_files_once_the_next_run_has_fini
     assert count(snow, settings, settings.history_table) == 2
     assert count(snow, settings, settings.cdc_table) == 0
     # Clearing run 1's stage now fails with the way out; its records are already in the destination.
-    with pytest.raises(AirflowFailException, match="clear this run from extracted_batch"):
+    with pytest.raises(AirflowFailException, match="clear this run from shard_plan"):
         pipeline.stage(settings, batch, "run-1")
 
 
 def test_files_of_a_run_killed_after_its_stage_committed_go_even_when_the_next_run_skips(settings, snow,
                                                                                         clean_pipeline, monkeypatch):
     _put_claims(settings, "CLM-S1")
-    batch = pipeline.transform(settings, pipeline.extract(settings, "run-1", 100, None))
+    batch = pipeline.read_shards(settings, pipeline.plan(settings, "run-1", 100, None))
     with monkeypatch.context() as patched:
         _kill_after_commit(patched)  # the worker dies as the stage commits, before Airflow hears of it
         with pytest.raises(WorkerKilled):
             pipeline.stage(settings, batch, "run-1")
     assert count(snow, settings, settings.cdc_table) == 1  # staged: the checkpoints moved with it
-    assert len(_files(settings)) == 3
+    assert len(_files(settings)) == 1  # the one claim's shard
 
     # Nothing after the checkpoints: the sensor skips this run, and the clean-up still runs.
     dag_run = run_dag(sensor_timeout=2)

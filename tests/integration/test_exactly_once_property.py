@@ -167,9 +167,10 @@ def test_drained_pipeline_equals_dynamodb_with_each_change_once(data, settings, 
             run_id = f"run-{run}"
             cap = data.draw(st.integers(1, 6), label="max_records")
             try:
-                batch = task(pipeline.extract, settings, run_id, cap, None)
-                batch = task(pipeline.transform, settings, batch)
-                batch = task(pipeline.stage, settings, batch, run_id)
+                # The DAG's shape: the plan, one task per shard (each retried on its own), one stage.
+                shards = task(pipeline.plan, settings, run_id, cap, None)
+                done = [task(pipeline.read_shard, settings, shard) for shard in shards]
+                batch = task(pipeline.stage, settings, done, run_id)
                 task(pipeline.merge, settings, batch, run_id)
             except WorkerDied:
                 continue  # the run failed; the next one starts from the stored checkpoints

@@ -22,9 +22,9 @@ def test_a_snowflake_database_that_does_not_exist_fails_at_once_saying_to_run_se
     assert "NO_SUCH_DB" not in message  # the server's own text (which names it) is not passed on
 
 
-def test_a_stream_that_does_not_exist_fails_extract_at_once(settings):
+def test_a_stream_that_does_not_exist_fails_the_plan_at_once(settings):
     with pytest.raises(AirflowFailException, match=r"CDC_KINESIS_STREAM: the Kinesis stream 'NoSuchStream'"):
-        pipeline.extract(dataclasses.replace(settings, kinesis_stream="NoSuchStream"), "run-ff", 10, None)
+        pipeline.plan(dataclasses.replace(settings, kinesis_stream="NoSuchStream"), "run-ff", 10, None)
 
 
 def test_a_table_that_does_not_exist_fails_reconcile_at_once(settings):

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from claims_cdc import aws
-from claims_cdc.kinesis_reader import Checkpoint, has_records, read_batch, readable_shards
+from claims_cdc.kinesis_reader import Checkpoint, has_records, readable_shards
+from helpers import read_run, read_runs
 
 pytestmark = pytest.mark.stack
 
@@ -38,31 +39,31 @@ def test_has_records_looks_only_after_each_checkpoint(settings, clean_pipeline):
     assert has_records(kinesis, settings.kinesis_stream, at(second)) is False
 
 
-def test_read_batch_reads_every_shard_after_its_checkpoint(settings, clean_pipeline):
+def test_a_run_reads_every_shard_after_its_checkpoint(settings, clean_pipeline):
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     sent = [put(kinesis, settings.kinesis_stream, f"claim-{i}")[0] for i in range(12)]
     shards = {s["ShardId"] for s in sent}
     assert len(shards) == 2, "12 keys should land on both shards"
 
-    first = read_batch(kinesis, settings.kinesis_stream, {}, max_records=100, page_limit=5)
+    first = read_run(kinesis, settings.kinesis_stream, {}, max_records=100, page_limit=5)
     assert sorted((r.shard_id, r.sequence_number) for r in first.records) == sorted(
         (s["ShardId"], s["SequenceNumber"]) for s in sent)
     checkpoints = {p.shard_id: Checkpoint(p.shard_id, p.end) for p in first.shards}
-    assert read_batch(kinesis, settings.kinesis_stream, checkpoints, max_records=100, page_limit=5).records == []
+    assert read_run(kinesis, settings.kinesis_stream, checkpoints, max_records=100, page_limit=5).records == []
 
     more = put(kinesis, settings.kinesis_stream, "claim-0", 3)
-    second = read_batch(kinesis, settings.kinesis_stream, checkpoints, max_records=100, page_limit=5)
+    second = read_run(kinesis, settings.kinesis_stream, checkpoints, max_records=100, page_limit=5)
     assert [r.sequence_number for r in second.records] == [m["SequenceNumber"] for m in more]
 
 
-def test_read_batch_stops_at_the_cap_and_the_rest_waits(settings, clean_pipeline):
+def test_a_run_stops_at_its_share_of_the_cap_and_the_rest_waits(settings, clean_pipeline):
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     put(kinesis, settings.kinesis_stream, "claim-1", 10)
-    first = read_batch(kinesis, settings.kinesis_stream, {}, max_records=4, page_limit=100)
-    assert len(first.records) == 4
+    first = read_run(kinesis, settings.kinesis_stream, {}, max_records=4, page_limit=100)
+    assert len(first.records) == 2  # the stream's two shards get 2 each; the other shard is empty
     checkpoints = {p.shard_id: Checkpoint(p.shard_id, p.end) for p in first.shards if p.end}
-    rest = read_batch(kinesis, settings.kinesis_stream, checkpoints, max_records=100, page_limit=100)
-    assert len(rest.records) == 6
+    rest = read_run(kinesis, settings.kinesis_stream, checkpoints, max_records=100, page_limit=100)
+    assert len(rest.records) == 8
     assert not {r.sequence_number for r in first.records} & {r.sequence_number for r in rest.records}
 
 
@@ -89,11 +90,11 @@ def test_split_parent_is_read_to_its_end_before_its_children(settings, clean_pip
     assert parent["ShardId"] not in children and len(children) == 2
 
     # A read that cannot finish the parent does not touch its children.
-    partial = read_batch(kinesis, stream, {}, max_records=2, page_limit=1)
+    partial = read_run(kinesis, stream, {}, max_records=2, page_limit=1)
     assert {r.shard_id for r in partial.records} == {parent["ShardId"]}
     assert not children & {p.shard_id for p in partial.shards}
 
-    full = read_batch(kinesis, stream, {}, max_records=100, page_limit=100)
+    full = read_runs(kinesis, stream, {}, max_records=100, page_limit=100)  # the children in a later run
     order = [r.shard_id for r in full.records]
     assert order[:4] == [parent["ShardId"]] * 4 and set(order[4:]) == children
     assert [r.sequence_number for r in full.records[:4]] == [b["SequenceNumber"] for b in before]
@@ -118,10 +119,10 @@ def test_merged_child_is_read_only_after_both_parents(settings, clean_pipeline):
     child = late["ShardId"]
     assert child not in {left["ShardId"], right["ShardId"]}
 
-    full = read_batch(kinesis, stream, {}, max_records=100, page_limit=100)
+    full = read_runs(kinesis, stream, {}, max_records=100, page_limit=100)  # the children in a later run
     order = [r.shard_id for r in full.records]
     assert order[-1] == child and set(order[:4]) == {left["ShardId"], right["ShardId"]}
 
     only_left_done = {left["ShardId"]: Checkpoint(left["ShardId"], None, closed=True)}
-    partial = read_batch(kinesis, stream, only_left_done, max_records=1, page_limit=1)
+    partial = read_run(kinesis, stream, only_left_done, max_records=1, page_limit=1)
     assert child not in {r.shard_id for r in partial.records}

@@ -22,9 +22,8 @@ def test_a_snowflake_connection_error_between_load_and_merge_is_retried_safely(s
         kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="CLM-R",
                            Data=kinesis_doc("INSERT" if i == 0 else "MODIFY", item, RECENT_MICROS + i,
                                             str(uuid.uuid4())))
-    batch = pipeline.extract(settings, "run-1", 100, None)
-    batch = pipeline.transform(settings, batch)
-    pipeline.stage(settings, batch, "run-1")
+    batch = pipeline.stage(settings, pipeline.read_shards(settings, pipeline.plan(settings, "run-1", 100, None)),
+                           "run-1")
 
     real_session = pipeline.session
 

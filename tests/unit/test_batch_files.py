@@ -42,8 +42,13 @@ def _mode(path: Path) -> int:
 def _batch(settings: Settings, run: str, created: datetime) -> tuple[str, Path]:
     batch_id = batch_files.new_batch_id(created)
     uri = batch_files.batch_uri(settings, run, batch_id)
-    batch_files.write_jsonl(settings, f"{uri}/records.jsonl", [{"patient": SECRET}])
+    _write(settings, batch_files.shard_file(uri, "rows", "shardId-0"), SECRET.encode())
     return batch_id, Path(uri.removeprefix("file://"))
+
+
+def _write(settings: Settings, uri: str, data: bytes) -> None:
+    with batch_files.open_for_write(settings, uri) as out:
+        out.write(data)
 
 
 def _left(root: Path) -> list[str]:
@@ -52,23 +57,28 @@ def _left(root: Path) -> list[str]:
 
 def test_files_are_0600_and_directories_0700_whatever_the_umask(settings, root, permissive_umask):
     uri = batch_files.batch_uri(settings, "manual__2026-11-25T12:00:00+00:00", batch_files.new_batch_id())
-    assert batch_files.write_jsonl(settings, f"{uri}/records.jsonl", [{"a": 1}, {"b": 2}]) == 2
-    batch_files.write_jsonl(settings, f"{uri}/rows.jsonl", [])
+    _write(settings, batch_files.shard_file(uri, "rows", "shardId-0"), b"rows")
+    _write(settings, batch_files.shard_file(uri, "rejected", "shardId-0"), b"")
     batch_dir = Path(uri.removeprefix("file://"))
-    assert {_mode(batch_dir / name) for name in ("records.jsonl", "rows.jsonl")} == {0o600}
+    files = [batch_dir / kind / "shardId-0.parquet" for kind in ("rows", "rejected")]
+    assert {_mode(path) for path in files} == {0o600}
+    assert {_mode(path.parent) for path in files} == {0o700}
     assert _mode(batch_dir) == _mode(batch_dir.parent) == _mode(root) == 0o700
-    assert list(batch_files.read_jsonl(settings, f"{uri}/records.jsonl")) == [{"a": 1}, {"b": 2}]
+    assert files[0].read_bytes() == b"rows"
+    with batch_files.local_copy(settings, uri) as folder:  # on file:// the batch folder itself, for PUT
+        assert folder == batch_dir
 
 
 def test_a_retry_rewrites_a_file_left_world_readable_by_an_earlier_version(settings, root, permissive_umask):
     batch_dir = root / "run-1" / "0123456789abcdef0123456789abcdef"
-    batch_dir.mkdir(parents=True, mode=0o755)
-    (batch_dir / "rows.jsonl").write_text("stale\n")
-    os.chmod(batch_dir / "rows.jsonl", 0o644)
-    batch_files.write_jsonl(settings, f"file://{batch_dir}/rows.jsonl", [{"x": 1}])
-    assert _mode(batch_dir / "rows.jsonl") == 0o600
-    assert _mode(batch_dir) == _mode(batch_dir.parent) == 0o700
-    assert (batch_dir / "rows.jsonl").read_text() == '{"x":1}\n'
+    (batch_dir / "rows").mkdir(parents=True, mode=0o755)
+    stale = batch_dir / "rows" / "shardId-0.parquet"
+    stale.write_text("stale and longer")
+    os.chmod(stale, 0o644)
+    _write(settings, batch_files.shard_file(f"file://{batch_dir}", "rows", "shardId-0"), b"new")
+    assert _mode(stale) == 0o600
+    assert _mode(stale.parent) == _mode(batch_dir) == _mode(batch_dir.parent) == 0o700
+    assert stale.read_bytes() == b"new"
 
 
 def test_batch_ids_sort_by_time_and_carry_it():
@@ -93,7 +103,7 @@ def test_the_sweeper_removes_only_batches_older_than_the_setting(settings, root)
     removed = batch_files.remove_finished(settings, settled_before=None, now=NOW)
     assert (removed.expired, removed.superseded) == ([old], [])
     assert not old_dir.exists() and not old_dir.parent.exists()  # the emptied run directory goes too
-    assert _left(root) == ["run-2", f"run-2/{young}", f"run-2/{young}/records.jsonl"]
+    assert _left(root) == ["run-2", f"run-2/{young}", f"run-2/{young}/rows", f"run-2/{young}/rows/shardId-0.parquet"]
     shorter = replace(settings, batch_file_max_age_hours=1)
     assert batch_files.remove_finished(shorter, settled_before=None, now=NOW).expired == [young]
     assert _left(root) == []

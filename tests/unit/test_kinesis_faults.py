@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from claims_cdc import kinesis_reader
-from claims_cdc.kinesis_reader import Checkpoint, CheckpointGap, check_retention, read_batch
+from claims_cdc.kinesis_reader import Checkpoint, CheckpointGap, check_retention
+from helpers import read_run
 
 
 class Throttled(Exception):
@@ -73,7 +74,7 @@ def sleeps(monkeypatch):
 
 def test_throttled_reads_back_off_and_then_succeed(sleeps):
     client = ScriptedKinesis([1, 2, 3], faults=[Throttled(), Throttled(), None])
-    result = read_batch(client, "s", {}, max_records=10, page_limit=10)
+    result = read_run(client, "s", {}, max_records=10, page_limit=10)
     assert [r.sequence_number for r in result.records] == ["1", "2", "3"]
     assert sleeps[:2] == [0.2, 0.4]
 
@@ -81,7 +82,7 @@ def test_throttled_reads_back_off_and_then_succeed(sleeps):
 def test_persistent_throttling_gives_up_with_the_throttling_error(sleeps):
     client = ScriptedKinesis([1], faults=[Throttled()] * 10)
     with pytest.raises(Throttled):
-        read_batch(client, "s", {}, max_records=10, page_limit=10)
+        read_run(client, "s", {}, max_records=10, page_limit=10)
     assert len(sleeps) == kinesis_reader.MAX_THROTTLE_RETRIES
 
 
@@ -96,7 +97,7 @@ def test_reads_of_one_shard_stay_within_five_per_second(monkeypatch):
     monkeypatch.setattr(kinesis_reader.time, "sleep", sleep)
     monkeypatch.setattr(kinesis_reader.time, "monotonic", lambda: clock[0])
     client = ScriptedKinesis(range(1, 11))
-    result = read_batch(client, "s", {}, max_records=100, page_limit=2)
+    result = read_run(client, "s", {}, max_records=100, page_limit=2)
     assert len(result.records) == 10
     calls = client.get_records_calls
     assert calls >= 5 and sum(slept) >= (calls - 1) * kinesis_reader.MIN_SECONDS_BETWEEN_READS - 1e-9
@@ -104,7 +105,7 @@ def test_reads_of_one_shard_stay_within_five_per_second(monkeypatch):
 
 def test_expired_iterator_is_reacquired_from_the_last_record_read(sleeps):
     client = ScriptedKinesis(range(1, 7), faults=[None, Expired(), None, None])
-    result = read_batch(client, "s", {}, max_records=100, page_limit=2)
+    result = read_run(client, "s", {}, max_records=100, page_limit=2)
     assert [r.sequence_number for r in result.records] == ["1", "2", "3", "4", "5", "6"]
     assert ("AFTER_SEQUENCE_NUMBER", "2") in client.iterator_requests
 
@@ -158,11 +159,11 @@ class MissingStream(ScriptedKinesis):
 
 
 @pytest.mark.parametrize("look", [
-    lambda client: read_batch(client, "NoSuchStream", {}, max_records=10, page_limit=10),
+    lambda client: read_run(client, "NoSuchStream", {}, max_records=10, page_limit=10),
     lambda client: kinesis_reader.has_records(client, "NoSuchStream", {}),
     lambda client: check_retention(client, "NoSuchStream", {"shardId-000000000000": Checkpoint(
         "shardId-000000000000", "50", verified_at=datetime(2026, 1, 1))}, now=datetime(2026, 1, 3)),
-], ids=["read_batch", "has_records", "check_retention"])
+], ids=["read_run", "has_records", "check_retention"])
 def test_a_missing_stream_is_named_with_its_setting(look):
     with pytest.raises(kinesis_reader.StreamNotFound, match=r"^CDC_KINESIS_STREAM: the Kinesis stream 'NoSuchStream'"):
         look(MissingStream([]))
@@ -177,4 +178,4 @@ def test_a_shard_gone_since_it_was_listed_is_not_a_missing_stream(sleeps):
     from botocore.exceptions import ClientError
 
     with pytest.raises(ClientError, match="GetShardIterator"):  # as it came: the task retries
-        read_batch(ShardTrimmed([1]), "s", {}, max_records=10, page_limit=10)
+        read_run(ShardTrimmed([1]), "s", {}, max_records=10, page_limit=10)

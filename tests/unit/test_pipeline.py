@@ -21,24 +21,23 @@ def settings(tmp_path) -> Settings:
 
 def test_a_bad_argument_fails_the_task_without_retry_keeping_the_message(settings):
     with pytest.raises(AirflowFailException, match="max_records=0 must be at least 1"):
-        pipeline.extract(settings, "run-1", 0, None)
+        pipeline.plan(settings, "run-1", 0, None)
 
 
 def test_a_broken_mapping_fails_the_task_without_retry_naming_the_setting(settings, tmp_path):
-    batch = {"batch_id": "b1", "uri": f"{settings.batch_root}/run-1/b1", "records": 0, "shards": []}
-    (tmp_path / "batches" / "run-1" / "b1").mkdir(parents=True)
-    (tmp_path / "batches" / "run-1" / "b1" / "records.jsonl").write_text("")
+    shard = {"batch_id": "b1", "uri": f"{settings.batch_root}/run-1/b1", "retention_hours": 24, "started_at": None,
+             "shard_id": "shardId-000000000000", "parent_shard_ids": [], "start": None, "share": 10, "closed": False}
     broken = tmp_path / "mapping.json"
     broken.write_text('{"columns": [')
     with pytest.raises(AirflowFailException, match=r"^CDC_MAPPING_PATH: cannot read"):
-        pipeline.transform(dataclasses.replace(settings, mapping_path=broken), batch)
+        pipeline.read_shard(dataclasses.replace(settings, mapping_path=broken), shard)
 
 
-def test_a_missing_stream_fails_extract_without_retry_naming_the_setting_and_the_stream(settings, aws_mock,
+def test_a_missing_stream_fails_the_plan_without_retry_naming_the_setting_and_the_stream(settings, aws_mock,
                                                                                          monkeypatch):
     monkeypatch.setattr(pipeline, "stored_checkpoints", lambda _settings: {})  # no Snowflake here
     with pytest.raises(AirflowFailException) as failure:
-        pipeline.extract(settings, "run-1", 10, None)
+        pipeline.plan(settings, "run-1", 10, None)
     assert "CDC_KINESIS_STREAM" in str(failure.value) and "'ClaimsStreamThatIsNot'" in str(failure.value)
 
 

@@ -62,4 +62,4 @@ def test_per_batch_names_are_refused_unless_plain_path_characters():
     with pytest.raises(ValueError, match="batch_id must be letters, digits"):
         sql.load("load", SETTINGS, MAPPING, batch_id="b1'; DROP TABLE x; --", upload_folder="/tmp/x")
     put = sql.load("load", SETTINGS, MAPPING, **CALL_NAMES)["put_rows"].text
-    assert put.startswith("PUT 'file:///tmp/claims-cdc-load-x/rows.parquet' @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/")
+    assert put.startswith("PUT 'file:///tmp/claims-cdc-load-x/rows/*.parquet' @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/")
