@@ -9,7 +9,7 @@ The files hold claim content (PHI):
   the batches of earlier runs, failed or killed ones included, once their records are staged or superseded,
   and any batch older than ``CDC_BATCH_FILE_MAX_AGE_HOURS``.
 
-A batch id starts with the UTC time of its extract (:func:`new_batch_id`), so a batch's age and order are
+A batch id starts with the UTC time of its plan (:func:`new_batch_id`), so a batch's age and order are
 known from its name alone, on ``file://`` and ``s3://`` alike. Nothing here reads or logs a record's content;
 log lines carry batch ids, paths and counts only.
 """
@@ -49,7 +49,7 @@ def new_batch_id(now: datetime | None = None) -> str:
 
 
 def batch_time(batch_id: str) -> datetime | None:
-    """When the batch was extracted (UTC), from its id; ``None`` for an id that carries no time."""
+    """When the batch was planned (UTC), from its id; ``None`` for an id that carries no time."""
     match = _BATCH_ID.match(batch_id)
     if not match:
         return None

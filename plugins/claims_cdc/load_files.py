@@ -65,14 +65,17 @@ def rejected_table(batch_id: str, rejected: list[dict[str, Any]]) -> pa.Table:
 
 
 def write_rows(folder: Path, mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> Path:
-    return _write(folder / ROWS_FILE, rows_table(mapping, batch_id, rows))
+    """Rows held in memory (a re-drive's) as ``<folder>/rows/rows.parquet``, where ``put_rows`` looks."""
+    return _write(folder / "rows" / ROWS_FILE, rows_table(mapping, batch_id, rows))
 
 
 def write_rejected(folder: Path, batch_id: str, rejected: list[dict[str, Any]]) -> Path:
-    return _write(folder / REJECTED_FILE, rejected_table(batch_id, rejected))
+    """Dead letters as ``<folder>/rejected/rejected.parquet``, where ``put_rejected`` looks."""
+    return _write(folder / "rejected" / REJECTED_FILE, rejected_table(batch_id, rejected))
 
 
 def _write(path: Path, table: pa.Table) -> Path:
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
     path.chmod(0o600)
     return path

@@ -176,7 +176,7 @@ def read_shard(settings: Settings, shard: dict[str, Any]) -> dict[str, Any]:
 
 
 def _files_gone(batch: dict[str, Any]) -> Exception:
-    """A cleared task of an old run whose batch files were removed: only a new extract can help."""
+    """A cleared task of an old run whose batch files were removed: only a new plan and read can help."""
     return AirflowFailException(
         f"batch {batch['batch_id']}: its files were removed (a later run staged or re-read its records, or "
         f"they passed CDC_BATCH_FILE_MAX_AGE_HOURS); nothing was lost: clear this run from shard_plan "
@@ -296,9 +296,9 @@ def remove_batch_files(
 ) -> dict[str, Any]:
     """Remove the batch files no run needs any more (runs after a successful merge, or a skipped run).
 
-    After this run's merge, every batch extracted before this run's is staged or superseded: this run read
+    After this run's merge, every batch planned before this run's is staged or superseded: this run read
     from the committed checkpoints, so an earlier batch's records were staged by it or by this run. When the
-    sensor found nothing after the checkpoints, the same holds for every batch extracted before the run
+    sensor found nothing after the checkpoints, the same holds for every batch planned before the run
     started. Any batch older than ``CDC_BATCH_FILE_MAX_AGE_HOURS`` goes too. Returns counts and ids only.
     """
     settled_before = batch_files.batch_time(batch["batch_id"]) if batch else run_started_at

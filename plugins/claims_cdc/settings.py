@@ -110,7 +110,7 @@ class Settings:
     poke_interval: float = 2.0
     #: Where batch files go: ``file://`` or ``s3://`` (through the AWS connection). PHI: keep it private.
     batch_root: str = field(default_factory=lambda: f"file://{PROJECT_ROOT / '.local' / 'batches'}")
-    #: Hours after its extract when a batch's files are removed whatever became of its run (the sweeper).
+    #: Hours after its plan when a batch's files are removed whatever became of its run (the sweeper).
     batch_file_max_age_hours: int = 24
     #: The mapping from DynamoDB attributes to Snowflake columns (the seed's FlattenJson + Jolt step).
     mapping_path: Path = INCLUDE_DIR / "mapping" / "claims.json"

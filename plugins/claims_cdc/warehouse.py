@@ -94,11 +94,9 @@ def stage_batch(
     unique = unique_changes(rows)
     with load_files.private_folder() as folder:
         if unique:
-            (folder / "rows").mkdir(mode=0o700)
-            load_files.write_rows(folder / "rows", mapping, batch_id, unique)
+            load_files.write_rows(folder, mapping, batch_id, unique)
         if rejected:
-            (folder / "rejected").mkdir(mode=0o700)
-            load_files.write_rejected(folder / "rejected", batch_id, rejected)
+            load_files.write_rejected(folder, batch_id, rejected)
         return stage_files(session, settings, mapping, batch_id=batch_id, dag_run_id=dag_run_id, shards=shards,
                            folder=folder, records_read=records_read, rows=len(unique),
                            duplicates_dropped=len(rows) - len(unique), rejected=len(rejected), status=status,

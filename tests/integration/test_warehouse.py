@@ -209,7 +209,7 @@ def test_two_different_changes_sharing_an_event_id_are_both_kept(snow, settings,
 def test_a_batch_that_does_not_balance_fails_loudly_and_stages_nothing(snow, settings, mapping, clean_pipeline):
     shards = [{"shard_id": "shardId-000000000000", "parent_shard_ids": [], "start": None, "end": "3",
                "records": 3, "drained": False}]
-    with pytest.raises(warehouse.BatchImbalance, match="3 records read but 1 rows and 0 dead letters"):
+    with pytest.raises(warehouse.BatchImbalance, match="3 records read but 1 rows, 0 re-deliveries dropped and 0 dead letters"):
         warehouse.stage_batch(snow, settings, mapping, batch_id="b1", dag_run_id="t", shards=shards,
                               records_read=3, rows=[row("A", "INSERT", 1_000, "1")], rejected=[])
     assert count(snow, settings, settings.cdc_table) == 0
