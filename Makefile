@@ -8,7 +8,7 @@ UV_VERSION := 0.9.30
 DEV := PYTHONPATH=plugins:dev $(PY) -m
 STACK := $(DEV) claims_cdc_dev.stack
 
-.PHONY: install stack-up stack-down stack-status up down demo test test-fast lint bench-load bench-freshness clean
+.PHONY: install stack-up stack-down stack-status up down demo test test-fast lint bench bench-load bench-freshness clean
 
 install: $(STAMP)
 
@@ -70,6 +70,14 @@ test: install $(CHROMIUM)
 # the merge model), Hypothesis' small "dev" profile. Tests marked `stack` are left out.
 test-fast: install
 	@HYPOTHESIS_PROFILE=dev $(PY) -m pytest -c tests/pytest.ini -m "not stack" $(PYTEST_ARGS)
+
+# The pipeline's speed as ratios to a plain read (issue 10): on a clean local stack without the forwarder and
+# with a 4-shard stream, generates BENCH_CHANGES changes (default 100000), measures the floors, drains in one
+# process and through `airflow dags test`, checks the destination, prints the table, writes
+# dev/figures/bench.png. Fails only on a wrong destination, never on speed.
+bench: install
+	@CDC_FORWARDER=off CDC_SHARDS=$${BENCH_SHARDS:-4} $(STACK) up >/dev/null
+	@set -a; . $${CDC_STATE_DIR:-.local}/stack.env; set +a; $(DEV) claims_cdc_dev.bench; status=$$?; $(STACK) down >/dev/null; exit $$status
 
 # Bulk staging and merge throughput on a clean local stack (BENCH_ROWS rows, default 5000).
 bench-load: install

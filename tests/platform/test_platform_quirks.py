@@ -158,6 +158,31 @@ def test_moto_resharding_differs_from_aws_until_patched(monkeypatch):
     assert (parent, landed_on) == ([b"old"], "shardId-000000000001")
 
 
+def test_moto_sequence_number_ends_answer_as_moto_does_once_patched():
+    """Workaround: claims_cdc_dev.moto_server reads a shard's first and last sequence numbers from the ends
+    of its records (moto copies all their keys for each put: putting n records took time in n²)."""
+    from moto.kinesis.models import Shard
+
+    from claims_cdc_dev.moto_server import patch_moto_sequence_numbers
+
+    def moto_min(shard):  # moto 5.2's own bodies, for comparison
+        keys = list(shard.records.keys())
+        return keys[0] if keys else 0
+
+    def moto_max(shard):
+        keys = list(shard.records.keys())
+        return keys[-1] if keys else 0
+
+    patch_moto_sequence_numbers()
+    shard = Shard(0, 0, 2**128)
+    assert (shard.get_min_sequence_number(), shard.get_max_sequence_number()) == (moto_min(shard), moto_max(shard))
+    for i in range(5):
+        shard.put_record(f"key-{i}", "ZGF0YQ==", None)
+    del shard.records[1]  # a trimmed head, as after retention
+    assert (shard.get_min_sequence_number(), shard.get_max_sequence_number()) == (moto_min(shard), moto_max(shard))
+    assert shard.put_record("key-5", "ZGF0YQ==", None) == "6"
+
+
 def test_soft_fail_sensor_turns_an_airflow_exception_on_resume_into_a_skip_with_its_own_message():
     """Workaround: claims_cdc.sensors raises KinesisTriggerError (a RuntimeError) for the trigger's error
     event, so it fails and retries instead of being skipped, and logs the timeout's reason itself."""
