@@ -31,12 +31,12 @@ def drain_in_process(settings: Settings, stage: Callable[[str], AbstractContextM
                 return runs
         run_id = f"bench__{runs + 1}"
         started = datetime.now(UTC)
-        with stage("extract"):
-            batch = pipeline.extract(settings, run_id, settings.max_records, started_at=started)
-        with stage("transform"):
-            batch = pipeline.transform(settings, batch)
+        with stage("shard_plan"):
+            shards = pipeline.plan(settings, run_id, settings.max_records, started_at=started)
+        with stage("shard_batch"):  # read + transform, the shards side by side as the mapped tasks run
+            done = pipeline.read_shards(settings, shards)
         with stage("stage"):
-            staged = pipeline.stage(settings, batch, run_id)
+            staged = pipeline.stage(settings, done, run_id)
         with stage("merge"):
             pipeline.merge(settings, staged, run_id)
         with stage("reconcile"):
