@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from queue import Full, Queue
 from typing import Any, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 #: Errors no retry can fix: a bad setting, a stream, table or Snowflake object that does not exist, and
 #: records that expired unread. Their messages name the setting (or the shard) and never hold record content.
@@ -146,8 +149,9 @@ def read_shard(settings: Settings, shard: dict[str, Any]) -> dict[str, Any]:
     progress = None
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     try:
-        for records, state in kinesis_reader.read_shard(kinesis, settings.kinesis_stream, task,
-                                                        settings.get_records_limit, started_at):
+        pages = kinesis_reader.read_shard(kinesis, settings.kinesis_stream, task, settings.get_records_limit,
+                                          started_at)
+        for records, state in _read_ahead(pages):
             progress = state
             result = transform_records(records, mapping, rules)
             unique = []
@@ -173,6 +177,45 @@ def read_shard(settings: Settings, shard: dict[str, Any]) -> dict[str, Any]:
              shard["batch_id"], task.shard_id, progress.records, progress.start, progress.end,
              " (drained)" if progress.drained else "", rows.rows, dropped, rejected.rows)
     return done
+
+
+def _read_ahead(pages: Iterator[_T]) -> Iterator[_T]:
+    """``pages``, with the next one fetched in a thread while the caller handles the current one.
+
+    Kinesis answers one page while this process transforms the last: the read and the transform overlap
+    (two pages in memory at most). An error in the reading thread is raised here, in order.
+    """
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=1)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        queue.put((True, page), timeout=0.5)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((False, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put((False, error))
+
+    reader = threading.Thread(target=fetch, name="kinesis-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            more, item = queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5)
 
 
 def _files_gone(batch: dict[str, Any]) -> Exception:

@@ -80,3 +80,29 @@ def test_a_shard_with_nothing_new_leaves_no_files_and_is_verified(settings, monk
     assert (done["records"], done["rows"], done["rejected"]) == (0, 0, 0)
     assert done["verified_at"] is not None
     assert not Path(shard["uri"].removeprefix("file://")).exists()
+
+
+def test_read_ahead_keeps_the_order_raises_the_readers_error_in_place_and_stops_when_left():
+    assert list(pipeline._read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ConnectionError("Kinesis went away")
+
+    pages = pipeline._read_ahead(failing())
+    assert next(pages) == 1
+    with pytest.raises(ConnectionError, match="went away"):
+        next(pages)
+
+    produced = []
+
+    def endless():
+        for n in range(10**9):
+            produced.append(n)
+            yield n
+
+    left = pipeline._read_ahead(endless())
+    assert next(left) == 0
+    left.close()  # the consumer stopped (an error in the transform): the reading thread ends too
+    settled = len(produced)
+    assert settled <= 3
