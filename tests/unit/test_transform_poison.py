@@ -11,7 +11,7 @@ import pytest
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import INCLUDE_DIR
 from claims_cdc.transform import SourceRecord, TimeRules, transform_records
-from poison import ACCEPTED, BAD, HOUR_MICROS
+from poison import ACCEPTED, BAD, HOUR_MICROS, change, encode
 
 MAPPING = load_mapping(INCLUDE_DIR / "mapping" / "claims.json")
 ARRIVAL = 1_795_555_075_257_000  # microseconds: when Kinesis received the records
@@ -53,9 +53,12 @@ def test_unusual_but_valid_records_become_the_exact_row(kind):
 
 
 def test_unknown_attributes_are_named_and_the_images_kept_whole():
-    [row] = transform_one(next(k for k in ACCEPTED if k.name.startswith("unknown_attribute")).build("C", CHANGED)).rows
+    data = next(k for k in ACCEPTED if k.name.startswith("unknown_attribute")).build("C", CHANGED)
+    [row] = transform_one(data).rows
     assert json.loads(row["cdc_unmapped_attributes"]) == ["loyaltyTier"]
-    assert row["cdc_new_image"]["loyaltyTier"] == {"S": "Platinum"}
+    image = json.loads(row["cdc_new_image"])  # JSON text, as the history's VARIANT column loads it
+    assert image["loyaltyTier"] == {"S": "Platinum"}
+    assert image == json.loads(data)["dynamodb"]["NewImage"]  # the whole image, every attribute
     assert "cdc_old_image" not in row  # an INSERT has no old image: NULL in the history, not JSON null
 
 
@@ -72,12 +75,24 @@ def test_creation_time_unit_is_chosen_by_the_arrival_time_not_by_magnitude_alone
     assert normalise_micros(ARRIVAL - 25 * HOUR_MICROS, ARRIVAL, TimeRules(retention_hours=48)) > 0
 
 
-def test_an_unforeseen_error_dead_letters_the_record_by_class_only(monkeypatch):
+def _dotted_attribute(claim_id: str, micros: int) -> bytes:
+    """A valid record that only the checked path takes: an attribute whose name holds a dot."""
+    doc = change(claim_id, micros)
+    doc["dynamodb"]["NewImage"]["loyalty.tier"] = {"S": "Gold"}
+    return encode(doc)
+
+
+@pytest.mark.parametrize(("function", "build"), [
+    ("change_order", ACCEPTED[0].build),  # used by every path: the common record's, the general and checked
+    ("flatten", _dotted_attribute),  # the checked path's alone
+], ids=["every_path", "checked_path"])
+def test_an_unforeseen_error_dead_letters_the_record_by_class_only(monkeypatch, function, build):
     from claims_cdc import transform
 
     def explode(*_args, **_kwargs):
         raise KeyError("CLM-SECRET-VALUE")
 
-    monkeypatch.setattr(transform, "flatten", explode)
-    [letter] = transform_one(ACCEPTED[0].build("CLM-SECRET-VALUE", CHANGED)).rejected
+    assert transform_one(build("CLM-SECRET-VALUE", CHANGED)).rows  # the record is good
+    monkeypatch.setattr(transform, function, explode)
+    [letter] = transform_one(build("CLM-SECRET-VALUE", CHANGED)).rejected
     assert letter["reason"] == "unexpected KeyError while transforming; the record is kept whole"
