@@ -60,7 +60,7 @@ AIRFLOW_TARGET = 3.0
 #: Issue 10's stage targets: extract at most 1.3x the read; transform at least half a JSON decode's speed.
 EXTRACT_TARGET = 1.3
 TRANSFORM_TARGET = 2.0
-#: One `airflow dags test` run may take this long before it is stopped.
+#: One `airflow dags test` run, or one run of the in-process drain, may take this long before it is stopped.
 AIRFLOW_RUN_TIMEOUT = 900
 
 
@@ -388,7 +388,8 @@ def in_process_drain(config: BenchConfig, settings: Settings) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "claims_cdc_dev.bench", "drain", str(out), str(max_runs(config, settings))]
     code, seconds, rss = run_measured(argv, _tool_env(config, f"{PROJECT_ROOT / 'plugins'}:{PROJECT_ROOT / 'dev'}"),
-                                      config.out_dir / "in-process.log", timeout=AIRFLOW_RUN_TIMEOUT * 4)
+                                      config.out_dir / "in-process.log",
+                                      timeout=AIRFLOW_RUN_TIMEOUT * max_runs(config, settings))
     result = json.loads(out.read_text()) if out.exists() else {}
     result.update(exit_code=code, process_seconds=seconds, peak_rss_mib=rss)
     return result
