@@ -23,7 +23,8 @@ Prints each figure with its ratio to the read floor as a Markdown table, the two
 ``<state dir>/bench/results-<changes>.json`` and a chart of seconds per stage (``dev/figures/bench.png``
 for the default size). Exits non-zero when a check fails, never for being over a target.
 
-Settings: BENCH_CHANGES, BENCH_SEED, BENCH_SHARDS, BENCH_DRAINS (``in-process,airflow``), BENCH_CHART.
+Settings: BENCH_CHANGES, BENCH_SEED, BENCH_SHARDS, BENCH_DRAINS (``in-process,airflow``; ``none`` for the
+stream and the floors alone), BENCH_CHART.
 Prints ids, counts and timings only, never a record's value.
 """
 
@@ -59,7 +60,7 @@ AIRFLOW_TARGET = 3.0
 #: Issue 10's stage targets: extract at most 1.3x the read; transform at least half a JSON decode's speed.
 EXTRACT_TARGET = 1.3
 TRANSFORM_TARGET = 2.0
-#: One `airflow dags test` run may take this long before it is stopped.
+#: One `airflow dags test` run, or one run of the in-process drain, may take this long before it is stopped.
 AIRFLOW_RUN_TIMEOUT = 900
 
 
@@ -78,10 +79,12 @@ class BenchConfig:
         changes = int(env.get("BENCH_CHANGES") or DEFAULT_CHANGES)
         if changes < 1:
             raise SystemExit(f"BENCH_CHANGES={changes} must be at least 1")
-        drains = tuple(d.strip() for d in (env.get("BENCH_DRAINS") or "in-process,airflow").split(",") if d.strip())
-        unknown = set(drains) - {"in-process", "airflow"}
+        names = [d.strip() for d in (env.get("BENCH_DRAINS") or "in-process,airflow").split(",") if d.strip()]
+        unknown = set(names) - {"in-process", "airflow", "none"}
         if unknown:
-            raise SystemExit(f"BENCH_DRAINS: unknown drain(s) {sorted(unknown)}; use in-process and/or airflow")
+            raise SystemExit(f"BENCH_DRAINS: unknown drain(s) {sorted(unknown)}; use in-process and/or airflow, "
+                             "or none (the stream and the floors only)")
+        drains = tuple(d for d in names if d != "none")
         out_dir = Path(env.get("CDC_STATE_DIR") or PROJECT_ROOT / ".local") / "bench"
         default_chart = DEFAULT_CHART if changes == DEFAULT_CHANGES else out_dir / f"bench-{changes}.png"
         return cls(changes=changes, seed=int(env.get("BENCH_SEED") or DEFAULT_SEED),
@@ -424,7 +427,8 @@ def in_process_drain(config: BenchConfig, settings: Settings) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "claims_cdc_dev.bench", "drain", str(out), str(max_runs(config, settings))]
     code, seconds, rss = run_measured(argv, _tool_env(config, f"{PROJECT_ROOT / 'plugins'}:{PROJECT_ROOT / 'dev'}"),
-                                      config.out_dir / "in-process.log", timeout=AIRFLOW_RUN_TIMEOUT * 4)
+                                      config.out_dir / "in-process.log",
+                                      timeout=AIRFLOW_RUN_TIMEOUT * max_runs(config, settings))
     result = json.loads(out.read_text()) if out.exists() else {}
     result.update(exit_code=code, process_seconds=seconds, peak_rss_mib=rss)
     return result

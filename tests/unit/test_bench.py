@@ -139,3 +139,14 @@ def test_destination_checks_name_counts_and_claim_ids_only():
     assert "Paid" not in json.dumps(list(checks.values()))  # no value, only ids and counts
     assert not checks["history rows = distinct changes"]["ok"] and not checks["staging empty"]["ok"]
     assert checks["no dead letters"]["ok"]
+
+
+def test_settings_default_to_the_issues_stream_and_keep_other_sizes_off_the_committed_chart(tmp_path):
+    default = bench.BenchConfig.from_env({"CDC_STATE_DIR": str(tmp_path)})
+    assert (default.changes, default.shards, default.drains) == (100_000, 4, ("in-process", "airflow"))
+    assert default.chart == bench.DEFAULT_CHART
+    large = bench.BenchConfig.from_env({"CDC_STATE_DIR": str(tmp_path), "BENCH_CHANGES": "400000",
+                                        "BENCH_DRAINS": "none"})
+    assert large.drains == () and large.chart == tmp_path / "bench" / "bench-400000.png"
+    with pytest.raises(SystemExit, match="unknown drain"):
+        bench.BenchConfig.from_env({"BENCH_DRAINS": "in-process,dlt"})
