@@ -42,6 +42,10 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
 
+#: Records transformed and written to a shard's Parquet file at a time (one row group): a shard's task holds
+#: one Kinesis page of raw records (up to CDC_GET_RECORDS_LIMIT), the next one being read, and this many rows.
+ROW_GROUP_RECORDS = 2_000
+
 #: Errors no retry can fix: a bad setting, a stream, table or Snowflake object that does not exist, and
 #: records that expired unread. Their messages name the setting (or the shard) and never hold record content.
 #: A batch that does not balance is a bug: retrying the same records cannot fix it.
@@ -151,21 +155,22 @@ def read_shard(settings: Settings, shard: dict[str, Any]) -> dict[str, Any]:
     try:
         pages = kinesis_reader.read_shard(kinesis, settings.kinesis_stream, task, settings.get_records_limit,
                                           started_at)
-        for records, state in _read_ahead(pages):
+        for page, state in _read_ahead(pages):
             progress = state
-            result = transform_records(records, mapping, rules)
-            unique = []
-            for row in result.rows:
-                if row["cdc_content_hash"] in seen:  # the same change again (same or new eventID)
-                    dropped += 1
-                    continue
-                seen.add(row["cdc_content_hash"])
-                unique.append(row)
-            rows.write(load_files.rows_table(mapping, shard["batch_id"], unique))
-            rejected.write(load_files.rejected_table(shard["batch_id"], result.rejected))
-            for bad in result.rejected:
-                log.warning("rejected shard %s sequence %s: %s", bad["shard_id"], bad["sequence_number"],
-                            bad["reason"])
+            for start in range(0, len(page), ROW_GROUP_RECORDS):  # rows are held a row group at a time
+                result = transform_records(page[start:start + ROW_GROUP_RECORDS], mapping, rules)
+                unique = []
+                for row in result.rows:
+                    if row["cdc_content_hash"] in seen:  # the same change again (same or new eventID)
+                        dropped += 1
+                        continue
+                    seen.add(row["cdc_content_hash"])
+                    unique.append(row)
+                rows.write(load_files.rows_table(mapping, shard["batch_id"], unique))
+                rejected.write(load_files.rejected_table(shard["batch_id"], result.rejected))
+                for bad in result.rejected:
+                    log.warning("rejected shard %s sequence %s: %s", bad["shard_id"], bad["sequence_number"],
+                                bad["reason"])
     finally:
         rows.close()
         rejected.close()

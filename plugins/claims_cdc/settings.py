@@ -96,7 +96,7 @@ class Settings:
 
     #: Most records one DAG run reads from the stream, over all shards. Memory does not grow with it (shards
     #: stream through page by page); it bounds one staging transaction and one run's length.
-    max_records: int = 100_000
+    max_records: int = 200_000
     #: Records asked for per GetRecords call (Kinesis allows at most 10,000).
     get_records_limit: int = 10_000
     #: When runs start: ``@continuous`` (a new run as soon as the last one ends), a cron expression or
