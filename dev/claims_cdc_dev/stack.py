@@ -246,7 +246,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
     after the last one ends; and a task's supervisor looks at least once a second (default every 5 s) whether
     its task process has exited: when the process closes its sockets just before it is reapable, the
     supervisor otherwise waits out the whole interval, and a task that ends *skipped* (a reconciliation that
-    is not due) is recorded as done, and its run as ended, only then.
+    is not due) is recorded as done, and its run as ended, only then. The Snowflake connector's platform
+    detection (cloud metadata endpoints and an AWS STS call, here against moto, on each task's first
+    connection) is off, as in docker-compose.yaml.
     """
     home = cfg.state_dir / "airflow"
     return {
@@ -266,6 +268,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "airflow.executors.local_executor,claims_cdc.preload",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "SNOWFLAKE_DISABLE_PLATFORM_DETECTION": "true",
     }
 
 
