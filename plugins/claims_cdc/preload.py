@@ -13,7 +13,8 @@ module first::
 
 (Airflow's ``[scheduler] mp_start_method`` and ``mp_forkserver_preload``; dev/claims_cdc_dev/stack.py sets
 them.) Imports only: it connects to nothing, reads no setting or file and starts no thread, so it is safe to
-import in a process that forks afterwards.
+import in a process that forks afterwards. The price: tasks run the ``claims_cdc`` code of the moment the
+scheduler started (the DAG file is still parsed afresh by each task); restart it to pick up an edit.
 """
 
 from __future__ import annotations
