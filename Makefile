@@ -7,6 +7,8 @@ UV_VERSION := 0.9.30
 # The pipeline (plugins/) and the local tools (dev/) on the path; Airflow itself gets plugins/ alone.
 DEV := PYTHONPATH=plugins:dev $(PY) -m
 STACK := $(DEV) claims_cdc_dev.stack
+# The stack's state folder (stack.env, logs, databases): CDC_STATE_DIR, as claims_cdc_dev.stack reads it.
+STATE := $(or $(CDC_STATE_DIR),.local)
 
 .PHONY: install stack-up stack-down stack-status up down demo test test-fast lint bench bench-load bench-freshness clean
 
@@ -41,7 +43,7 @@ down:
 # The seed's scenario on a clean local stack, with the seed's verification queries; stops the stack after.
 demo: install
 	@$(STACK) up
-	@set -a; . .local/stack.env; set +a; $(DEV) claims_cdc_dev.demo; status=$$?; $(STACK) down; exit $$status
+	@set -a; . $(STATE)/stack.env; set +a; $(DEV) claims_cdc_dev.demo; status=$$?; $(STACK) down; exit $$status
 
 # Debian's Chromium for the browser test (Playwright drives it; its own browser download does not work here).
 CHROMIUM := /usr/bin/chromium
@@ -82,13 +84,13 @@ bench: install
 # Bulk staging and merge throughput on a clean local stack (BENCH_ROWS rows, default 5000).
 bench-load: install
 	@CDC_FORWARDER=off $(STACK) up >/dev/null
-	@set -a; . .local/stack.env; set +a; $(DEV) claims_cdc_dev.bench_load; status=$$?; $(STACK) down >/dev/null; exit $$status
+	@set -a; . $(STATE)/stack.env; set +a; $(DEV) claims_cdc_dev.bench_load; status=$$?; $(STACK) down >/dev/null; exit $$status
 
 # Freshness under `make up`: claims written with plain boto3 at BENCH_RATE/s for BENCH_SECONDS; p50/p95
 # seconds from write to visible in the destination. Starts a clean deployment and stops it after.
 bench-freshness: install
 	@$(STACK) up --airflow >/dev/null
-	@set -a; . .local/stack.env; set +a; $(DEV) claims_cdc_dev.bench_freshness; status=$$?; $(STACK) down >/dev/null; exit $$status
+	@set -a; . $(STATE)/stack.env; set +a; $(DEV) claims_cdc_dev.bench_freshness; status=$$?; $(STACK) down >/dev/null; exit $$status
 
 lint: install
 	@$(VENV)/bin/ruff check dags plugins dev tests

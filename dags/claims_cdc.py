@@ -11,7 +11,7 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 | `shard_batch` | one mapped task per shard: its records after the checkpoint, flattened and renamed by `include/mapping/claims.json` as they are read, into the batch's Parquet files; bad records kept with their reason |
 | `staged_batch` | every shard's rows PUT to a stage and loaded with COPY INTO, event history, new checkpoints: one Snowflake transaction |
 | `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
-| `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation` |
+| `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation`; in a scheduled run at most once per `CDC_RECONCILE_EVERY_SECONDS` (300), skipped in between |
 | `removed_batch_files` | batch files of earlier runs (failed or killed ones too) once their records are staged or superseded, and any older than `CDC_BATCH_FILE_MAX_AGE_HOURS`; also runs when the sensor skips |
 
 Runs follow `CDC_SCHEDULE` (default `@continuous`: a new run starts as soon as the last one ends, one at a
@@ -140,7 +140,16 @@ def claims_cdc():
 
     @task(execution_timeout=timedelta(minutes=10))
     def reconciliation(merged: dict) -> dict:
-        """Records the destination's row count against DynamoDB's exact item count."""
+        """Records the destination's row count against DynamoDB's exact item count. A scheduled run does so
+        at most once per `CDC_RECONCILE_EVERY_SECONDS` (the next run waits for this task) and otherwise
+        ends skipped at once; a run started by hand always reconciles."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from claims_cdc.cadence import skip_reconciliation_reason
+
+        reason = skip_reconciliation_reason(SETTINGS, get_current_context(), pendulum.now("UTC"))
+        if reason:
+            raise AirflowSkipException(reason)
         from claims_cdc.pipeline import reconcile
 
         return reconcile(SETTINGS, _run_id())

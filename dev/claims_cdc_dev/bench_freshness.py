@@ -5,7 +5,9 @@
 Runs against the Airflow deployment of ``make up`` (started and stopped by the make target): claims are
 written with plain boto3 at a steady rate, with no manual trigger anywhere; a watcher polls
 ``openflow_insclaim_dest_tbl`` every ``BENCH_POLL`` seconds (default 0.25) and notes when each claim's
-row appears. Prints p50, p95 and max seconds, and fails if a claim never appears.
+row appears. Prints p50, p95 and max seconds, and fails if a claim never appears. Then prints where the
+runs' time went (:mod:`claims_cdc_dev.run_breakdown`, from Airflow's REST API): per task the scheduling
+delay, the start-up (queued to running) and the running time, the run's length and the gap between runs.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from claims_cdc.settings import Settings, load_settings
+from claims_cdc_dev.run_breakdown import fetch_breakdown, format_breakdown
 
 
 def plain_boto3_table(table_name: str) -> Any:
@@ -127,6 +131,7 @@ def main() -> int:
     if not wait_until_visible(settings, warm, {warm}, 180):
         raise SystemExit("the warm-up claim never reached the destination: is `make up` running and unpaused?")
 
+    measured_from = datetime.now(UTC)
     prefix = f"FRESH-{run}-"
     watcher = Watcher(settings, prefix, poll=float(os.getenv("BENCH_POLL", "0.25")))
     watcher.start()
@@ -156,8 +161,23 @@ def main() -> int:
     }
     print(f"freshness over {len(written)} claims written at {rate:g}/s for {seconds:.0f}s: "
           f"p50 {result['p50_s']} s, p95 {result['p95_s']} s, max {result['max_s']} s, missing {missing}")
+    result["breakdown"] = run_breakdown(measured_from)
     print(json.dumps(result))
     return 1 if missing else 0
+
+
+def run_breakdown(since: datetime) -> dict[str, Any] | None:
+    """Prints where the time of the runs that started after ``since`` went; returns the medians (None when the
+    deployment's REST API is not known: stack.env of ``make up`` names it)."""
+    from claims_cdc_dev.stack import UI_PASSWORD, UI_USER
+
+    api_url = os.getenv("AIRFLOW__API__BASE_URL")
+    if not api_url:
+        print("no AIRFLOW__API__BASE_URL: the runs' breakdown needs the deployment of `make up`")
+        return None
+    breakdown = fetch_breakdown(api_url, UI_USER, UI_PASSWORD, since)
+    print(format_breakdown(breakdown))
+    return breakdown.summary()
 
 
 if __name__ == "__main__":

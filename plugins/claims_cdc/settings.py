@@ -122,6 +122,10 @@ class Settings:
     max_clock_skew_seconds: int = 60
     #: Fail the reconciliation task when counts differ (off: record and warn, since writes may be in flight).
     fail_on_mismatch: bool = False
+    #: Seconds after a reconciliation before a scheduled run reconciles again (0: every run). It counts the
+    #: whole DynamoDB table, and under ``@continuous`` the next run waits for it; in between, the task ends
+    #: skipped at once. A run started by hand always reconciles.
+    reconcile_every_seconds: int = 300
 
     def table_names(self) -> dict[str, str]:
         """Names available to the SQL templates in ``include/sql``."""
@@ -273,5 +277,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mapping_path=mapping_path,
         snowflake_emulator=emulator,
         fail_on_mismatch=_bool(env, "CDC_FAIL_ON_MISMATCH", defaults.fail_on_mismatch),
+        reconcile_every_seconds=_int(env, "CDC_RECONCILE_EVERY_SECONDS", defaults.reconcile_every_seconds,
+                                     0, 86_400),
         max_clock_skew_seconds=_int(env, "CDC_MAX_CLOCK_SKEW_SECONDS", defaults.max_clock_skew_seconds, 0, 86_400),
     )

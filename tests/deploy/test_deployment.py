@@ -74,6 +74,29 @@ def test_claim_written_with_plain_boto3_appears_with_no_manual_action(deployment
     assert all(r["state"] in {"success", "running", "queued"} for r in runs), [r["state"] for r in runs]
 
 
+def test_scheduled_runs_reconcile_once_then_skip_until_the_interval_has_passed(deployment):
+    """CDC_RECONCILE_EVERY_SECONDS (300 s by default): of the scheduled runs that merged (the claim and its
+    change above, a few seconds apart), the first reconciles and the next ones end `reconciliation` skipped,
+    so that the run after them is not held up by a DynamoDB count."""
+    deadline = time.monotonic() + 180
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        runs = deployment.api("/dags/claims_cdc/dagRuns?run_type=scheduled&order_by=start_date&limit=100")
+        states = []
+        for run in runs["dag_runs"]:
+            if run["state"] != "success":
+                continue
+            tis = {ti["task_id"]: ti["state"] for ti in deployment.api(
+                f"/dags/claims_cdc/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]}
+            if tis.get("merged_counts") == "success":
+                states.append(tis.get("reconciliation"))
+        if len(states) >= 2:
+            break
+        time.sleep(2)
+    assert len(states) >= 2, f"fewer than two scheduled runs merged: {states}"
+    assert states[0] == "success" and set(states[1:]) == {"skipped"}, states
+
+
 def test_the_waiting_sensor_is_deferred_to_the_triggerer(deployment):
     """While the stream is idle the sensor holds no worker slot: its task instance is DEFERRED."""
     deadline = time.monotonic() + 120

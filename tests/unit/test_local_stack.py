@@ -20,3 +20,25 @@ def test_stopping_a_child_that_exits_on_sigterm_does_not_wait_out_the_grace_peri
     assert time.monotonic() - started < 2
     assert not stack._alive(pid)
     assert not (cfg.pid_dir / "sleeper.pid").exists()
+
+
+def test_the_local_executor_preloads_modules_that_exist(tmp_path):
+    """The forkserver skips a preload module it cannot import without a word: a typo would only show as slow
+    tasks. So every module ``make up`` names must be importable here (plugins/ on the path, as Airflow's)."""
+    import importlib.util
+
+    env = stack.airflow_env(stack.StackConfig(state_dir=tmp_path))
+    assert env["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    modules = env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"].split(",")
+    assert "claims_cdc.preload" in modules
+    assert [m for m in modules if importlib.util.find_spec(m) is None] == []
+
+
+def test_the_preload_module_imports_what_the_tasks_use():
+    import sys
+
+    import claims_cdc.preload  # noqa: F401 - the import is the test
+
+    for module in ("claims_cdc.pipeline", "snowflake.connector", "airflow.providers.snowflake.hooks.snowflake",
+                   "airflow.providers.amazon.aws.hooks.kinesis", "pyarrow.parquet"):
+        assert module in sys.modules, module

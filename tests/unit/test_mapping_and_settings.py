@@ -65,6 +65,8 @@ def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
         ({"CDC_BATCH_FILE_MAX_AGE_HOURS": "0"}, "CDC_BATCH_FILE_MAX_AGE_HOURS=0 is outside 1..8760"),
         ({"CDC_BATCH_FILE_MAX_AGE_HOURS": "1.5"}, "CDC_BATCH_FILE_MAX_AGE_HOURS='1.5' is not a whole number"),
         ({"CDC_SENSOR_MODE": "async"}, "CDC_SENSOR_MODE='async' must be one of deferrable, reschedule, poke"),
+        ({"CDC_RECONCILE_EVERY_SECONDS": "-1"}, "CDC_RECONCILE_EVERY_SECONDS=-1 is outside 0..86400"),
+        ({"CDC_RECONCILE_EVERY_SECONDS": "5m"}, "CDC_RECONCILE_EVERY_SECONDS='5m' is not a whole number"),
     ],
 )
 def test_bad_settings_fail_early_naming_the_variable(env, message):
@@ -83,6 +85,11 @@ def test_environment_settings_reach_the_rendered_sql():
 def test_batch_file_max_age_defaults_to_a_day():
     assert load_settings({}).batch_file_max_age_hours == 24
     assert load_settings({"CDC_BATCH_FILE_MAX_AGE_HOURS": "6"}).batch_file_max_age_hours == 6
+
+
+def test_a_scheduled_run_reconciles_at_most_every_five_minutes_by_default():
+    assert load_settings({}).reconcile_every_seconds == 300
+    assert load_settings({"CDC_RECONCILE_EVERY_SECONDS": "0"}).reconcile_every_seconds == 0
 
 
 @pytest.mark.parametrize(
