@@ -117,7 +117,7 @@ class TimeRules:
 def change_order(micros: int, sequence_number: str) -> str:
     """A text key that sorts changes by their own time, ties broken by the Kinesis sequence number."""
     if len(sequence_number) <= _SEQUENCE_DIGITS and sequence_number.isdigit() and sequence_number.isascii():
-        return f"{micros:020d}.{sequence_number:0>64}"  # as below, without the round trip through int
+        return f"{micros:020d}." + sequence_number.rjust(64, "0")  # as below, without the trip through int
     return f"{micros:020d}.{int(sequence_number):064d}"
 
 
@@ -368,15 +368,10 @@ def content_hash(row: dict[str, Any], mapping: Mapping, keys: dict[str, Any] | N
 def _hash(event_name: Any, micros: int, keys: bytes, new_image: bytes | None, old_image: bytes | None) -> str:
     event = str(event_name).encode()
     # A header with every part's length (-1: no such image) frames the parts: no two changes give one text.
-    digest = hashlib.sha256(b"%d:%s %d %d %d %d\n" % (
-        len(event), event, micros, len(keys), -1 if new_image is None else len(new_image),
-        -1 if old_image is None else len(old_image)))
-    digest.update(keys)
-    if new_image is not None:
-        digest.update(new_image)
-    if old_image is not None:
-        digest.update(old_image)
-    return digest.hexdigest()
+    header = b"%d:%s %d %d %d %d\n" % (len(event), event, micros, len(keys),
+                                        -1 if new_image is None else len(new_image),
+                                        -1 if old_image is None else len(old_image))
+    return hashlib.sha256(b"".join((header, keys, new_image or b"", old_image or b""))).hexdigest()
 
 
 # --- The mapping, compiled once ----------------------------------------------------------------------
@@ -387,7 +382,6 @@ _TEXT, _FLOAT, _INTEGER, _TIMESTAMP = range(4)
 #: significant digits, well inside DynamoDB's range). Any other number goes through Decimal, as always.
 _PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _PLAIN_WHOLE = re.compile(r"-?(?:0|[1-9][0-9]{0,37})")
-_is_plain_decimal = _PLAIN_DECIMAL.fullmatch
 #: Decimal writes 0.0000001 as 1E-7: such a number's text is left to Decimal too.
 _SMALL_FRACTION = "0.000000"
 #: Up to this many characters, a text is within Snowflake's 16 MB VARCHAR whatever its encoding.
@@ -446,23 +440,35 @@ def _plan(mapping: Mapping) -> _Plan:
     return plan
 
 
-# msgspec types of DynamoDB JSON attribute values, one type tag each (an unknown tag fails to decode).
-_PlainDecimal = Annotated[str, msgspec.Meta(max_length=38, pattern=rf"^{_PLAIN_DECIMAL.pattern}\Z")]
-_PlainWhole = Annotated[str, msgspec.Meta(pattern=rf"^{_PLAIN_WHOLE.pattern}\Z")]
-_StringValue = msgspec.defstruct("StringValue", [("S", str)], forbid_unknown_fields=True)
-#: A timestamp as TIMESTAMP_NTZ's text writes it (the seed's createdTimeStamp): then parsing it only checks it.
-_PLAIN_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\Z"
-_TimestampValue = msgspec.defstruct("TimestampValue", [("S", Annotated[str, msgspec.Meta(pattern=_PLAIN_TIMESTAMP)])],
-                                    forbid_unknown_fields=True)
-_DecimalValue = msgspec.defstruct("DecimalValue", [("N", _PlainDecimal)], forbid_unknown_fields=True)
-_WholeValue = msgspec.defstruct("WholeValue", [("N", _PlainWhole)], forbid_unknown_fields=True)
+def _struct(name: str, fields: list[tuple[Any, ...]], **options: Any) -> type:
+    """A msgspec struct type the garbage collector does not track: decoded JSON holds no reference cycles,
+    and the sixty-odd structs of a record would otherwise start a collection every dozen records."""
+    return msgspec.defstruct(name, fields, gc=False, **options)
+
+
+# msgspec types of DynamoDB JSON attribute values, one type tag each (an unknown tag fails to decode). No
+# pattern is checked while decoding (msgspec's pattern check costs more than the decoding of the record):
+# the row function checks the numbers' and timestamps' form as it converts them.
+_StringValue = _struct("StringValue", [("S", str)], forbid_unknown_fields=True)
+_NumberValue = _struct("NumberValue", [("N", str)], forbid_unknown_fields=True)
+
+
+#: The elements of a list in the common shape: strings, numbers, and maps of strings and numbers (each
+#: element must still hold exactly one of them: see :func:`_common_list_text`).
+_ListLeaf = _struct("ListLeaf", [("N", str | msgspec.UnsetType, msgspec.UNSET),
+                                 ("S", str | msgspec.UnsetType, msgspec.UNSET)],
+                    forbid_unknown_fields=True, omit_defaults=True)
+_ListElement = _struct("ListElement", [("M", dict[str, _ListLeaf] | msgspec.UnsetType, msgspec.UNSET),
+                                       ("N", str | msgspec.UnsetType, msgspec.UNSET),
+                                       ("S", str | msgspec.UnsetType, msgspec.UNSET)],
+                       forbid_unknown_fields=True, omit_defaults=True)
 
 
 @functools.cache
 def _text_value(longest: int) -> type:
     """A text column's attribute: a string of at most ``longest`` characters, or a list (its JSON text)."""
-    return msgspec.defstruct("TextValue", [
-        ("L", list[dict[str, Any]] | msgspec.UnsetType, msgspec.UNSET),
+    return _struct("TextValue", [
+        ("L", list[_ListElement] | msgspec.UnsetType, msgspec.UNSET),
         ("S", Annotated[str, msgspec.Meta(max_length=longest)] | msgspec.UnsetType, msgspec.UNSET),
     ], forbid_unknown_fields=True, omit_defaults=True)
 
@@ -479,18 +485,18 @@ class _Shape:
     """
 
     def __init__(self, plan: _Plan, item: type, leaves: list[_Leaf]):
-        keys = msgspec.defstruct("Keys", [("key", _StringValue)], rename={"key": plan.key_attribute},
-                                 forbid_unknown_fields=True)
-        change = msgspec.defstruct("Change", [
+        keys = _struct("Keys", [("key", _StringValue)], rename={"key": plan.key_attribute},
+                       forbid_unknown_fields=True)
+        change = _struct("Change", [
             ("ApproximateCreationDateTime", int), ("Keys", keys),
             ("NewImage", item | None, None), ("OldImage", item | None, None),
         ])
-        record = msgspec.defstruct("Record", [("eventName", str), ("dynamodb", change), ("eventID", Any, None)])
+        record = _struct("Record", [("eventName", str), ("dynamodb", change), ("eventID", Any, None)])
         self.decoder = msgspec.json.Decoder(record)
         self.key_column = plan.mapping.key_column
         self.source = _row_source(plan, leaves)
-        namespace = {"UNSET": msgspec.UNSET, "list_text": _list_column, "timestamp": _checked_timestamp,
-                     "typed": _typed, "envelope": plan.envelope}
+        namespace = {"UNSET": msgspec.UNSET, "list_text": _list_column, "timestamp": _naive_timestamp,
+                     "decimal": _plain_float, "whole": _plain_int, "typed": _typed, "envelope": plan.envelope}
         exec(compile(self.source, "<claims_cdc.transform row of the common shape>", "exec"), namespace)  # noqa: S102
         #: ``row(item, event_name, micros_text)``: the mapped columns (all of them, in the mapping's order)
         #: of a decoded item of the common shape; raises where the item is not of it after all.
@@ -527,15 +533,15 @@ def _level(tree: dict[str, list[Any]], path: tuple[str, ...], leaves: list[_Leaf
             if action == _TEXT:
                 value_type = _text_value(min(target[2] for target in targets))
             else:
-                value_type = {_FLOAT: _DecimalValue, _INTEGER: _WholeValue, _TIMESTAMP: _TimestampValue}[action]
+                value_type = _StringValue if action == _TIMESTAMP else _NumberValue
             leaves.extend(((*path, field), target, len(path)) for target in targets)
         else:
             inner = _level(children, (*path, field), leaves)
             if inner is None:
                 return None
-            value_type = msgspec.defstruct("MapValue", [("M", inner)], forbid_unknown_fields=True)
+            value_type = _struct("MapValue", [("M", inner)], forbid_unknown_fields=True)
         fields.append((field, value_type | msgspec.UnsetType, msgspec.UNSET))
-    return msgspec.defstruct("Level", fields, rename=rename, forbid_unknown_fields=True, omit_defaults=True)
+    return _struct("Level", fields, rename=rename, forbid_unknown_fields=True, omit_defaults=True)
 
 
 def _row_source(plan: _Plan, leaves: list[_Leaf]) -> str:
@@ -564,8 +570,12 @@ def _row_source(plan: _Plan, leaves: list[_Leaf]) -> str:
                       f"if {value} is UNSET or n.L is not UNSET: {value} = list_text(n, {depth}, {longest})"]
         elif action == _TIMESTAMP:
             lines.append(f"{value} = timestamp({node}.S)")
-        else:  # the pattern of the N field let only plainly written numbers through
-            lines.append(f"{value} = {'float' if action == _FLOAT else 'int'}({node}.N)")
+        elif action == _FLOAT:  # digits with at most one point: float() is float(Decimal())
+            plain = "len(x) <= 38 and x.isascii() and x.replace('.', '', 1).isdigit()"
+            lines += [f"x = {node}.N", f"{value} = float(x) if {plain} else decimal(x)"]
+        else:  # digits alone: int() is int(Decimal())
+            lines += [f"x = {node}.N",
+                      f"{value} = int(x) if len(x) <= 38 and x.isascii() and x.isdigit() else whole(x)"]
         values[column_name] = value
     for index, column in enumerate(plan.envelope):
         value = "event_name" if column.source == "@eventName" else "micros_text"
@@ -578,17 +588,89 @@ def _list_column(node: Any, depth: int, longest: int) -> str:
     """A text column's attribute that is not S: it must be L, and its JSON text short enough."""
     if node.L is msgspec.UNSET or node.S is not msgspec.UNSET:
         raise _Unusual
-    text = _list_text(node.L, depth + 1, sort=True)
+    if depth + 2 > MAX_DEPTH:  # the list's elements, and the values of the maps among them
+        raise _Unusual
+    text = _common_list_text(node.L)
     if len(text) > longest:
         raise _Unusual
     return text
 
 
-def _checked_timestamp(text: str) -> str:
-    """:func:`_typed` of a TIMESTAMP_NTZ column for a text already in its form (:data:`_PLAIN_TIMESTAMP`):
-    the text itself, once it is shown to be a real date and time."""
-    datetime.fromisoformat(text)  # ValueError for 2026-02-30 and the like: the general path rejects it
-    return text
+def _common_list_text(elements: list[Any]) -> str:
+    """:func:`json_text` of a list of the common shape (msgspec checked the types; the numbers' form is checked here).
+
+    Each element and each map value must hold exactly one type tag. The maps' attributes are then put in
+    sorted order, in place, once their text (in the order sent) is written: the image holding them then
+    encodes canonically without sorting every map again. (The common path decoded this image itself; if
+    it steps aside, the general path decodes the record afresh.)
+    """
+    unset = msgspec.UNSET
+    parts = []
+    for element in elements:
+        text = element.S
+        if text is not unset:
+            if element.N is not unset or element.M is not unset:
+                raise _Unusual
+            parts.append(_quote(text))
+            continue
+        text = element.N
+        if text is not unset:
+            if element.M is not unset:
+                raise _Unusual
+            parts.append(_list_number(text))
+            continue
+        fields = element.M
+        if fields is unset:
+            raise _Unusual  # no type tag at all
+        members = []
+        in_order, previous = True, ""
+        for name, value in fields.items():
+            if name < previous:
+                in_order = False
+            previous = name
+            text = value.S
+            if text is not unset:
+                if value.N is not unset:
+                    raise _Unusual
+                members.append(f"{_quote(name)}:{_quote(text)}")
+            elif value.N is not unset:
+                members.append(f"{_quote(name)}:{_list_number(value.N)}")
+            else:
+                raise _Unusual
+        parts.append("{" + ",".join(members) + "}")
+        if not in_order:
+            element.M = {name: fields[name] for name in sorted(fields)}
+    return "[" + ",".join(parts) + "]"
+
+
+def _list_number(text: str) -> str:
+    """A number in a list as :func:`json_text` writes it (Decimal's text), when that is the text as sent:
+    written plainly, and not so small that Decimal would write it with an exponent (0.0000001 is 1E-7)."""
+    if len(text) <= 38 and _PLAIN_DECIMAL.fullmatch(text) and not text.lstrip("-").startswith(_SMALL_FRACTION):
+        return text
+    raise _Unusual
+
+
+def _naive_timestamp(text: str) -> str:
+    """:func:`_typed` of a TIMESTAMP_NTZ column, for a timestamp without an offset or spaces around it."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is not None:  # converted to UTC by the general path
+        raise _Unusual
+    return parsed.isoformat(timespec="microseconds")
+
+
+def _plain_float(text: str) -> float:
+    """:func:`_typed` of a FLOAT column for a plainly written number (a sign, no exponent)."""
+    if len(text) <= 38 and _PLAIN_DECIMAL.fullmatch(text):
+        return float(text)
+    raise _Unusual
+
+
+def _plain_int(text: str) -> int:
+    """:func:`_typed` of an INTEGER column for a plainly written whole number (a sign)."""
+    if _PLAIN_WHOLE.fullmatch(text):
+        return int(text)
+    raise _Unusual
 
 
 # --- One record -> one row ---------------------------------------------------------------------------
@@ -824,7 +906,7 @@ def _value(node: dict[str, Any], action: int, longest: int, column: Column, dept
         text = node.get("S")
         if type(text) is not str:
             items = node.get("L")
-            text = _list_text(items, depth + 1, sort=False) if type(items) is list else None
+            text = _list_text(items, depth + 1) if type(items) is list else None
         if text is not None:
             if len(text) > longest:
                 raise _Unusual
@@ -840,11 +922,10 @@ def _value(node: dict[str, Any], action: int, longest: int, column: Column, dept
     return _typed(column, from_dynamodb_json(node, "", depth))
 
 
-def _list_text(items: list[Any], depth: int, sort: bool) -> str:
-    """A DynamoDB list -> :func:`json_text` of its plain value, checking every element. With ``sort``, the
-    maps in it are then put in sorted order, in place (see :func:`_sort_in_place`).
+def _list_text(items: list[Any], depth: int) -> str:
+    """A DynamoDB list -> :func:`json_text` of its plain value, checking every element.
 
-    Strings, and maps of strings and numbers, the usual elements, are written here without a call each.
+    Strings, and maps of strings, the usual elements, are written here without a call each.
     """
     parts = []
     for node in items:
@@ -856,31 +937,20 @@ def _list_text(items: list[Any], depth: int, sort: bool) -> str:
             fields = node.get("M")
             if type(fields) is dict and depth < MAX_DEPTH:
                 members = []
-                in_order, previous = True, ""
                 for name, value in fields.items():
-                    if name < previous:
-                        in_order = False
-                    previous = name
                     if type(value) is dict and len(value) == 1:
                         text = value.get("S")
                         if type(text) is str:
                             members.append(f"{_quote(name)}:{_quote(text)}")
                             continue
-                        text = value.get("N")
-                        if type(text) is str and len(text) <= 38 and _is_plain_decimal(text) \
-                                and not text.lstrip("-").startswith(_SMALL_FRACTION):
-                            members.append(f"{_quote(name)}:{text}")
-                            continue
-                    members.append(f"{_quote(name)}:{_json_text_of(value, depth + 1, sort)}")
+                    members.append(f"{_quote(name)}:{_json_text_of(value, depth + 1)}")
                 parts.append("{" + ",".join(members) + "}")
-                if sort and not in_order:
-                    _sort_in_place(node, fields)
                 continue
-        parts.append(_json_text_of(node, depth, sort))
+        parts.append(_json_text_of(node, depth))
     return "[" + ",".join(parts) + "]"
 
 
-def _json_text_of(node: Any, depth: int, sort: bool) -> str:
+def _json_text_of(node: Any, depth: int) -> str:
     if depth > MAX_DEPTH or type(node) is not dict or len(node) != 1:
         raise _Unusual
     (tag, inner), = node.items()
@@ -890,12 +960,9 @@ def _json_text_of(node: Any, depth: int, sort: bool) -> str:
     if tag == "N" and kind is str:
         return _number_text(inner)
     if tag == "M" and kind is dict:
-        text = "{" + ",".join([f"{_quote(k)}:{_json_text_of(v, depth + 1, sort)}" for k, v in inner.items()]) + "}"
-        if sort:
-            _sort_in_place(node, inner)
-        return text
+        return "{" + ",".join([f"{_quote(k)}:{_json_text_of(v, depth + 1)}" for k, v in inner.items()]) + "}"
     if tag == "L" and kind is list:
-        return _list_text(inner, depth + 1, sort)
+        return _list_text(inner, depth + 1)
     if tag == "BOOL" and kind is bool:
         return "true" if inner else "false"
     if tag == "NULL" and inner is True:
@@ -907,15 +974,6 @@ def _json_text_of(node: Any, depth: int, sort: bool) -> str:
     if tag == "B" and kind is str:
         return _quote(inner)
     raise _Unusual
-
-
-def _sort_in_place(node: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Put a map's attributes in sorted order, once its JSON text (in the order sent) is written, so that
-    the image holding it encodes canonically without sorting every map again. Only the common path does
-    this, on its own decoding: the general and checked paths read the document as it was sent."""
-    names = list(fields)
-    if names != sorted(names):
-        node["M"] = {name: fields[name] for name in sorted(names)}
 
 
 def _number_text(text: str) -> str:
