@@ -31,6 +31,7 @@ REJECTED_COLUMNS = {"batch_id": pa.string(), "shard_id": pa.string(), "sequence_
                     "arrival_micros": pa.int64()}
 REJECTED_SCHEMA = pa.schema([pa.field(name, kind) for name, kind in REJECTED_COLUMNS.items()])
 _INTEGER = pa.decimal128(38, 0)
+_IMAGES = ("cdc_new_image", "cdc_old_image")
 
 
 def row_schema(mapping: Mapping) -> pa.Schema:
@@ -52,10 +53,19 @@ def _cell(value: Any, kind: pa.DataType) -> Any:
 
 
 def rows_table(mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """The rows as an Arrow table of :func:`row_schema`, column by column (every row gets ``batch_id``)."""
     schema = row_schema(mapping)
-    columns = {field.name: [_cell({**row, "cdc_batch_id": batch_id}.get(field.name), field.type) for row in rows]
-               for field in schema}
-    return pa.table(columns, schema=schema)
+    arrays = []
+    for field in schema:
+        if field.name == "cdc_batch_id":
+            values: list[Any] = [batch_id] * len(rows)
+        else:
+            values = [row.get(field.name) for row in rows]
+            # INTEGER as Decimal; an image given as a map (a caller's row, not the transform's text) as JSON
+            if field.type == _INTEGER or (field.name in _IMAGES and any(isinstance(v, dict) for v in values)):
+                values = [_cell(v, field.type) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def rejected_table(batch_id: str, rejected: list[dict[str, Any]]) -> pa.Table:
