@@ -49,6 +49,11 @@ def row(claim_id: str, event: str, micros: int, sequence: str = "1", status: str
         cdc_sequence_number=sequence,
         cdc_change_order=change_order(micros, sequence),
     )
+    # The image the row's values come from, as the transform keeps it (canonical JSON text): the content
+    # hash covers event, time, Keys and images, so two rows that differ in a value differ in their image.
+    image = json.dumps({"claim_id": {"S": claim_id}, "claimStatus": {"S": status}}, sort_keys=True,
+                       separators=(",", ":"))
+    data["cdc_old_image" if event == "REMOVE" else "cdc_new_image"] = image
     data.update(extra)
     data["cdc_content_hash"] = content_hash(data, mapping)
     return data

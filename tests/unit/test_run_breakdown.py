@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from claims_cdc_dev.run_breakdown import breakdown, format_breakdown
 
-UPSTREAM = {"stream_has_records": set(), "extracted_batch": {"stream_has_records"},
-            "merged_counts": {"extracted_batch"}, "reconciliation": {"merged_counts"},
+UPSTREAM = {"stream_has_records": set(), "shard_batch": {"stream_has_records"},
+            "merged_counts": {"shard_batch"}, "reconciliation": {"merged_counts"},
             "removed_batch_files": {"merged_counts"}}
 
 
@@ -27,14 +27,14 @@ RUNS = [
 ]
 TIS = [
     _ti("r1", "stream_has_records", 0.2, 0.5, 1.5),
-    _ti("r1", "extracted_batch", 2.0, 2.5, 4.5),
+    _ti("r1", "shard_batch", 2.0, 2.5, 4.5),
     _ti("r1", "merged_counts", 5.0, 5.5, 7.0),
     _ti("r1", "reconciliation", 7.5, 8.0, 10.0),
     _ti("r1", "removed_batch_files", 7.5, 8.0, 9.0),
     _ti("r2", "stream_has_records", 11.2, 11.5, 12.5),
     # mapped: from the first instance's queueing to the last one's end
-    _ti("r2", "extracted_batch", 13.0, 13.5, 14.0, map_index=0),
-    _ti("r2", "extracted_batch", 13.0, 13.6, 15.5, map_index=1),
+    _ti("r2", "shard_batch", 13.0, 13.5, 14.0, map_index=0),
+    _ti("r2", "shard_batch", 13.0, 13.6, 15.5, map_index=1),
     _ti("r2", "merged_counts", 16.0, 16.5, 18.0),
     _ti("r2", "reconciliation", 18.5, 19.0, 19.2, state="skipped"),
     _ti("r2", "removed_batch_files", 18.5, 19.0, 20.0),
@@ -47,9 +47,9 @@ TIS = [
 def test_each_task_splits_into_scheduling_start_up_and_running():
     result = breakdown(RUNS, TIS, UPSTREAM)
     first = result.runs[0].tasks
-    assert first["extracted_batch"].parts == {"scheduling": 0.5, "start-up": 0.5, "running": 2.0}
+    assert first["shard_batch"].parts == {"scheduling": 0.5, "start-up": 0.5, "running": 2.0}
     assert first["stream_has_records"].parts == {"scheduling": 0.2, "start-up": 0.3, "running": 1.0}
-    mapped = result.runs[1].tasks["extracted_batch"]
+    mapped = result.runs[1].tasks["shard_batch"]
     assert mapped.parts == {"scheduling": 0.5, "start-up": 0.5, "running": 2.0}
 
 
@@ -62,7 +62,7 @@ def test_runs_that_merged_nothing_or_have_not_ended_are_left_out_but_counted():
 def test_the_critical_path_ends_with_the_task_that_ended_last_and_adds_up_to_the_run():
     result = breakdown(RUNS, TIS, UPSTREAM)
     first, second = result.runs
-    assert first.critical_path == ["stream_has_records", "extracted_batch", "merged_counts", "reconciliation"]
+    assert first.critical_path == ["stream_has_records", "shard_batch", "merged_counts", "reconciliation"]
     assert second.critical_path[-1] == "removed_batch_files"  # the skipped reconciliation ended first
     assert sum(first.critical_parts().values()) == first.seconds == 10.0
     assert (first.visible_after, second.gap_before) == (7.0, 1.0)
@@ -71,7 +71,7 @@ def test_the_critical_path_ends_with_the_task_that_ended_last_and_adds_up_to_the
 def test_the_summary_holds_medians_per_task_in_the_order_tasks_ran():
     summary = breakdown(RUNS, TIS, UPSTREAM).summary()
     assert (summary["runs"], summary["run_s"], summary["between_runs_s"]) == (2, 9.5, 1.0)
-    assert list(summary["tasks_s"])[:3] == ["stream_has_records", "extracted_batch", "merged_counts"]
+    assert list(summary["tasks_s"])[:3] == ["stream_has_records", "shard_batch", "merged_counts"]
     assert summary["tasks_s"]["merged_counts"] == {"scheduling": 0.5, "start-up": 0.5, "running": 1.5}
     text = format_breakdown(breakdown(RUNS, TIS, UPSTREAM))
     assert "2 runs that merged" in text and "merged_counts" in text
