@@ -57,7 +57,7 @@ def load(file: str, settings: Settings, mapping: Mapping, **names: str) -> dict[
     for key, value in names.items():
         if not _CALL_NAME.match(value):
             raise ValueError(f"{key} must be letters, digits, '_', '.', '/' or '-' to be rendered into SQL "
-                             "(for the upload folder: set TMPDIR to such a path)")
+                             "(for the upload folder: a file:// CDC_BATCH_ROOT, or TMPDIR for s3:// and re-drives, must be such a path)")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     context = {
         **names,
