@@ -382,15 +382,27 @@ def create_table_and_stream(cfg: StackConfig, ddb, kinesis) -> None:
         kinesis.get_waiter("stream_exists").wait(StreamName=cfg.stream, WaiterConfig={"Delay": 0.2})
 
 
-def start_fakesnow(cfg: StackConfig, env: dict[str, str]) -> None:
+def start_fakesnow(cfg: StackConfig, env: dict[str, str], setup: bool = False) -> None:
     """Start the fakesnow server on its port, with its databases under the state folder (kept across restarts)."""
     _start(cfg, "fakesnow", [sys.executable, "-m", "claims_cdc_dev.fakesnow_server", "--port", str(cfg.fakesnow_port),
-                             "--db-path", str(cfg.state_dir / "fakesnow")], tool_env({**os.environ, **env}))
+                             "--db-path", str(cfg.state_dir / "fakesnow"), *(["--setup"] if setup else [])],
+           tool_env({**os.environ, **env}))
 
 
 def stop_fakesnow(cfg: StackConfig) -> None:
-    """Stop the fakesnow server (Snowflake "down"); its data stays for :func:`start_fakesnow`."""
+    """Stop the fakesnow server (Snowflake "down"); its tables stay for :func:`restart_fakesnow`."""
     _stop(cfg, "fakesnow")
+
+
+def restart_fakesnow(cfg: StackConfig, env: dict[str, str]) -> None:
+    """Start fakesnow again on its kept databases, as Snowflake coming back after an outage.
+
+    Platform surprise (tests/platform/test_platform_quirks.py): fakesnow keeps its stages in memory, so a
+    restarted server has the tables but not the load stage. ``--setup`` (claims_cdc_dev.fakesnow_server)
+    runs the idempotent set-up before the server listens, so no task ever sees it without its stage.
+    """
+    start_fakesnow(cfg, env, setup=True)
+    _wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log", seconds=120)
 
 
 def provision_snowflake(env: dict[str, str]) -> list[str]:

@@ -279,3 +279,44 @@ def test_dag_test_of_a_dag_with_a_deadline_alert_fails_when_the_run_succeeds(sta
     with pytest.raises(StatementError, match="has no attribute 'hex'"):
         claims_cdc().test(run_conf={"sensor_timeout": 2})
     assert without_deadline(claims_cdc()).test(run_conf={"sensor_timeout": 2}).state == "success"
+
+
+@pytest.mark.stack  # starts a fakesnow server of its own (not the session's), twice
+def test_fakesnow_forgets_its_stages_when_restarted_but_keeps_its_tables(tmp_path, monkeypatch):
+    """fakesnow attaches its own catalog (``_fs_global``, where stages live) in memory: after a restart on
+    the same database folder the tables are there, the stages are not. Worked around in
+    claims_cdc_dev.fakesnow_server (``--setup``: the idempotent set-up runs before the server listens, as
+    claims_cdc_dev.stack.restart_fakesnow starts it); real Snowflake keeps its stages."""
+    from claims_cdc.snowflake import ClaimsSnowflakeHook
+    from claims_cdc_dev import stack as local_stack
+    from helpers import free_port
+
+    cfg = local_stack.StackConfig(state_dir=tmp_path, fakesnow_port=free_port())
+    env = local_stack.connection_env(cfg)
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_PROBE", env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
+
+    def run(*statements):
+        connection = ClaimsSnowflakeHook(snowflake_conn_id="snowflake_probe").get_conn()
+        try:
+            cursor = connection.cursor()
+            for statement in statements:
+                cursor.execute(statement)
+            return cursor.fetchall()
+        finally:
+            connection.close()
+
+    try:
+        local_stack.start_fakesnow(cfg, env)
+        local_stack._wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
+        run("CREATE SCHEMA IF NOT EXISTS CDC_DB.s",
+            "CREATE TABLE CDC_DB.s.t (x INT)", "INSERT INTO CDC_DB.s.t VALUES (1)",
+            "CREATE STAGE CDC_DB.s.st")
+        stages = "SELECT COUNT(*) FROM _fs_global._fs_information_schema._fs_stages"
+        assert run(stages) == [(1,)]
+        local_stack.stop_fakesnow(cfg)
+        local_stack.start_fakesnow(cfg, env)
+        local_stack._wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
+        assert run("SELECT x FROM CDC_DB.s.t") == [(1,)]
+        assert run(stages) == [(0,)]
+    finally:
+        local_stack.stop_fakesnow(cfg)
