@@ -252,3 +252,25 @@ def test_alert_settings_are_read_and_name_their_channels():
     assert settings.alert_email_to == ("ops@example.com", "oncall@example.com")
     assert settings.alert_channels() == ["sns", "slack", "email"]
     assert (settings.lag_alert_seconds, settings.run_deadline_seconds, settings.task_retries) == (120, 0, 1)
+
+
+def test_the_deadline_callback_opens_the_overrun_alert_once_from_the_triggerers_context(monkeypatch):
+    """Airflow's Deadline Alert calls ``run_overran`` in the triggerer with a small context: the run as the
+    REST API shows it, and the deadline. (Settings come from the environment there.)"""
+    import asyncio
+
+    store, outbox = DictStore(), Outbox()
+    monkeypatch.setattr(alerts, "VariableStore", lambda: store)
+    monkeypatch.setattr(alerts, "send", outbox)
+    monkeypatch.setattr(alerts, "SETTLE_SECONDS", 0)
+    monkeypatch.setenv("CDC_ALERT_SNS_TOPIC_ARN", SETTINGS.alert_sns_topic_arn)
+    context = {"dag_run": {"dag_id": "claims_cdc", "dag_run_id": "scheduled__2026-11-26T01:00:00+00:00"},
+               "deadline": {"id": "0199", "deadline_time": "2026-11-26T02:00:00+00:00"}}
+
+    asyncio.run(alerts.run_overran(context=context))
+    asyncio.run(alerts.run_overran(context=context))
+
+    [(subject, body)] = outbox
+    assert subject.startswith("[claims-cdc] ALERT overrun: run scheduled__2026-11-26T01:00:00+00:00 is still going")
+    assert "deadline: 2026-11-26T02:00:00+00:00\n" in body and "/dags/claims_cdc/runs/scheduled__" in body
+    assert [a["kind"] for a in open_alerts(SETTINGS, store)] == ["overrun"]
