@@ -29,11 +29,6 @@ stack-up: install
 stack-down:
 	@test -x $(PY) && $(STACK) down || true
 
-# The local alert inbox (SQS claims-cdc-alerts-inbox, subscribed to SNS claims-cdc-alerts), oldest first.
-# Reading leaves the messages in the queue; `make alerts DRAIN=1` deletes what it printed.
-alerts: install
-	@set -a; . $(STATE)/stack.env; set +a; $(DEV) claims_cdc_dev.alerts_inbox $(if $(DRAIN),--drain)
-
 stack-status: install
 	@$(STACK) status
 

@@ -22,10 +22,11 @@ from claims_cdc_dev.stack import ALERT_INBOX
 
 
 def inbox_client() -> tuple[Any, str]:
-    """An SQS client through the provider's hook (the environment's AWS connection) and the inbox's URL."""
-    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+    """A plain boto3 SQS client (the environment's AWS_* variables: ``stack.env`` points them at moto) and the
+    inbox's URL. Plain boto3, not the provider's hook: a dev tool reading a queue need not start Airflow."""
+    import boto3
 
-    sqs = SqsHook(aws_conn_id="aws_default").get_conn()
+    sqs = boto3.client("sqs")
     return sqs, sqs.get_queue_url(QueueName=ALERT_INBOX)["QueueUrl"]
 
 
