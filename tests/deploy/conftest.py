@@ -65,6 +65,18 @@ class Deployment:
         finally:
             os.environ[key] = saved
 
+    def alert_inbox(self) -> list[dict]:
+        """The messages in this deployment's claims-cdc-alerts-inbox, oldest first, left in the queue (as
+        `make alerts` reads them: claims_cdc_dev.alerts_inbox)."""
+        import boto3
+
+        from claims_cdc_dev import alerts_inbox
+
+        sqs = boto3.client("sqs", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_DEFAULT_REGION"],
+                           aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+        return alerts_inbox.read(sqs, sqs.get_queue_url(QueueName=alerts_inbox.ALERT_INBOX)["QueueUrl"])
+
     @cached_property
     def _token(self) -> str:
         """One login for the module's API calls (tests poll the API every second)."""

@@ -8,10 +8,8 @@ record's value. The inbox is read as `make alerts` reads it (claims_cdc_dev.aler
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -23,27 +21,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.deployment]
 DEPLOYMENT_ENV = {"CDC_TASK_RETRIES": "1", "CDC_RETRY_DELAY_SECONDS": "5"}
 
 
-@contextmanager
-def _deployment_aws(deployment):
-    """The provider's hooks pointed at the deployment's moto (this process' environment is the test stack's)."""
-    keys = ("AIRFLOW_CONN_AWS_DEFAULT", "AWS_ENDPOINT_URL")
-    saved = {key: os.environ.get(key) for key in keys}
-    os.environ.update({key: deployment.env[key] for key in keys})
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _inbox(deployment) -> list[dict]:
-    from claims_cdc_dev import alerts_inbox
-
-    with _deployment_aws(deployment):
-        return alerts_inbox.read(*alerts_inbox.inbox_client())
+    return deployment.alert_inbox()
 
 
 def _wait_for_messages(deployment, count: int, seconds: float) -> list[dict]:
