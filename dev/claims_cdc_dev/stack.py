@@ -1,5 +1,6 @@
 """The local stack: moto (AWS) and fakesnow (Snowflake) servers, the DynamoDB-to-Kinesis forwarder,
-provisioning, and ``.local/stack.env`` for Airflow.
+provisioning (the table, the stream, the alert topic ``claims-cdc-alerts`` with its inbox queue
+``claims-cdc-alerts-inbox``, the Snowflake objects), and ``.local/stack.env`` for Airflow.
 
     PYTHONPATH=plugins:dev python -m claims_cdc_dev.stack up      # start clean (CDC_KEEP_STATE=1 keeps .local state)
     python -m claims_cdc_dev.stack up --airflow   # ... plus Airflow: api-server (UI), scheduler,

@@ -1,5 +1,5 @@
 """Incidents open once, stay quiet while open, recover once; alerts carry ids and one-line reasons, never
-values. Here with a dict for the Variables and a list for the channels; tests/e2e/test_alerts.py runs the
+values. Here with a dict for the Variables and a list for the channels; tests/e2e/test_alerts_inbox.py runs the
 same code through the DAG, Airflow Variables, SNS and the SQS inbox."""
 
 from __future__ import annotations
