@@ -10,7 +10,7 @@ STACK := $(DEV) claims_cdc_dev.stack
 # The stack's state folder (stack.env, logs, databases): CDC_STATE_DIR, as claims_cdc_dev.stack reads it.
 STATE := $(or $(CDC_STATE_DIR),.local)
 
-.PHONY: install stack-up stack-down stack-status up down demo test test-fast lint bench bench-load bench-freshness clean
+.PHONY: install stack-up stack-down stack-status up down alerts demo test test-fast lint bench bench-load bench-freshness clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ up: install
 
 down:
 	@test -x $(PY) && $(STACK) down || true
+
+# The local alert inbox (SQS claims-cdc-alerts-inbox, subscribed to SNS claims-cdc-alerts), oldest first.
+# Reading leaves the messages in the queue; `make alerts DRAIN=1` deletes what it printed.
+alerts: install
+	@set -a; . $(STATE)/stack.env; set +a; $(DEV) claims_cdc_dev.alerts_inbox $(if $(DRAIN),--drain)
 
 # The seed's scenario on a clean local stack, with the seed's verification queries; stops the stack after.
 demo: install

@@ -13,11 +13,15 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 | `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
 | `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation`; in a scheduled run at most once per `CDC_RECONCILE_EVERY_SECONDS` (300), skipped in between |
 | `removed_batch_files` | batch files of earlier runs (failed or killed ones too) once their records are staged or superseded, and any older than `CDC_BATCH_FILE_MAX_AGE_HOURS`; also runs when the sensor skips |
+| `alerts_checked` | last, when nothing failed (also when the sensor skips): opens or closes the lag, dead-letter and drift alerts, and closes the failure alerts of earlier runs with one recovery message |
 
 Runs follow `CDC_SCHEDULE` (default `@continuous`: a new run starts as soon as the last one ends, one at a
 time). Replay and backfill are DAG runs: every step is idempotent, so clearing or re-running a run is safe.
 A failed run loses nothing: the next run reads from the same committed checkpoints. After five failed
 runs in a row the DAG pauses itself (`max_consecutive_failed_dag_runs`); unpause it once the cause is fixed.
+Failure alerts (a task's retries spent, a failed run, the DAG pausing itself, a run past its deadline) go
+to SNS (`CDC_ALERT_SNS_TOPIC_ARN`) and, when configured, Slack and e-mail: once per incident, never with
+record content; see the README's *Operating it*.
 Records never travel through XCom (ids, positions and counts only), and no task logs claim content.
 Batch files (claims, PHI) are owner-only on `file://`; see the README's *Batch files*.
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
 
 from claims_cdc.mapping import load_mapping
 from claims_cdc.sensors import KinesisStreamRecordsSensor
@@ -39,6 +43,24 @@ from claims_cdc.settings import load_settings
 # without retries (claims_cdc.pipeline.fails_without_retry).
 SETTINGS = load_settings()
 load_mapping(SETTINGS.mapping_path)
+
+
+#: After this many failed runs in a row the DAG pauses itself (and the `paused` alert is sent).
+MAX_CONSECUTIVE_FAILED_RUNS = 5
+
+
+def _alert_task_failed(context) -> None:
+    """Every task's on_failure_callback: called on the worker once the task's retries are spent."""
+    from claims_cdc.alerts import task_failed
+
+    task_failed(SETTINGS, context)
+
+
+def _alert_run_failed(context) -> None:
+    """The DAG's on_failure_callback: run by the dag-processor when a run fails."""
+    from claims_cdc.alerts import run_failed
+
+    run_failed(SETTINGS, context, MAX_CONSECUTIVE_FAILED_RUNS)
 
 
 def _run_id() -> str:
@@ -60,15 +82,23 @@ def _task_started_at():
     max_active_runs=1,
     # Under @continuous a failing run is followed at once by the next: after five failed runs in a row
     # (each with its tasks' retries spent) the DAG pauses itself instead of looping, and waits for a person.
-    max_consecutive_failed_dag_runs=5,
+    max_consecutive_failed_dag_runs=MAX_CONSECUTIVE_FAILED_RUNS,
+    on_failure_callback=_alert_run_failed,
+    # A run still going CDC_RUN_DEADLINE_SECONDS after it was queued opens the `overrun` alert (the callback
+    # runs in the triggerer); 0 turns it off.
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                           interval=timedelta(seconds=SETTINGS.run_deadline_seconds),
+                           callback=AsyncCallback("claims_cdc.alerts.run_overran"))
+    if SETTINGS.run_deadline_seconds else None,
     doc_md=__doc__,
     tags=["cdc", "dynamodb", "kinesis", "snowflake", "phi"],
     default_args={
         "owner": "data-engineering",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=10),
+        "retries": SETTINGS.task_retries,
+        "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=5),
+        "on_failure_callback": _alert_task_failed,
     },
     params={
         "max_records": Param(
@@ -165,12 +195,23 @@ def claims_cdc():
         dag_run = get_current_context().get("dag_run")
         return remove_batch_files(SETTINGS, batch, getattr(dag_run, "start_date", None))
 
+    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=5))
+    def alerts_checked(batch: dict | None) -> dict:
+        """Runs last, when nothing failed (also in a run whose sensor skipped): opens or closes the lag,
+        dead-letter and drift alerts (each once per incident, with one recovery message), and closes the
+        failure, pause and overrun alerts of earlier runs. Returns numbers and alert kinds only."""
+        from claims_cdc.alerts import check_run
+
+        return check_run(SETTINGS, _run_id(), batch)
+
     planned = shard_plan()
     waiting >> planned
     staged = staged_batch(shard_batch.expand(shard=planned))
     merged = merged_counts(staged)
-    reconciliation(merged)
-    merged >> removed_batch_files(staged)
+    reconciled = reconciliation(merged)
+    removed = removed_batch_files(staged)
+    merged >> removed
+    [reconciled, removed] >> alerts_checked(staged)
 
 
 claims_cdc()

@@ -1,5 +1,6 @@
 """The local stack: moto (AWS) and fakesnow (Snowflake) servers, the DynamoDB-to-Kinesis forwarder,
-provisioning, and ``.local/stack.env`` for Airflow.
+provisioning (the table, the stream, the alert topic ``claims-cdc-alerts`` with its inbox queue
+``claims-cdc-alerts-inbox``, the Snowflake objects), and ``.local/stack.env`` for Airflow.
 
     PYTHONPATH=plugins:dev python -m claims_cdc_dev.stack up      # start clean (CDC_KEEP_STATE=1 keeps .local state)
     python -m claims_cdc_dev.stack up --airflow   # ... plus Airflow: api-server (UI), scheduler,
@@ -42,6 +43,13 @@ REGION = "us-east-1"
 #: Dummy credentials: moto accepts any; real ones never belong in this file.
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
+#: moto's account id: the local alert topic's ARN is known before moto starts, so stack.env can carry it.
+ACCOUNT_ID = "123456789012"
+#: The local alert inbox: alerts go to this SNS topic, which delivers them to this SQS queue (not raw: each
+#: message is SNS' JSON envelope, so the subject and the time are kept). `make alerts` prints the queue.
+ALERT_TOPIC = "claims-cdc-alerts"
+ALERT_INBOX = "claims-cdc-alerts-inbox"
+ALERT_TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{ALERT_TOPIC}"
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ def connection_env(cfg: StackConfig) -> dict[str, str]:
         "CDC_BATCH_ROOT": f"file://{cfg.state_dir / 'batches'}",
         "CDC_DYNAMODB_TABLE": cfg.table,
         "CDC_KINESIS_STREAM": cfg.stream,
+        "CDC_ALERT_SNS_TOPIC_ARN": ALERT_TOPIC_ARN,
     }
 
 
@@ -333,6 +342,29 @@ def provision_aws(cfg: StackConfig, env: dict[str, str]) -> None:
 
     create_table_and_stream(cfg, DynamoDBHook(aws_conn_id="aws_default").conn.meta.client,
                             KinesisHook(aws_conn_id="aws_default").get_conn())
+    create_alert_inbox()
+
+
+def create_alert_inbox() -> str:
+    """The alert topic and the inbox queue subscribed to it (idempotent: both calls return what exists).
+
+    Not raw delivery: each message keeps SNS' envelope (Subject, Message, Timestamp), which `make alerts`
+    prints. Returns the queue's URL.
+    """
+    from airflow.providers.amazon.aws.hooks.sns import SnsHook
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    sns = SnsHook(aws_conn_id="aws_default").get_conn()
+    sqs = SqsHook(aws_conn_id="aws_default").get_conn()
+    topic_arn = sns.create_topic(Name=ALERT_TOPIC)["TopicArn"]
+    if topic_arn != ALERT_TOPIC_ARN:
+        raise SystemExit(f"the alert topic is {topic_arn}, not {ALERT_TOPIC_ARN} as stack.env says")
+    queue_url = sqs.create_queue(QueueName=ALERT_INBOX)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    subscribed = {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]}
+    if queue_arn not in subscribed:
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return queue_url
 
 
 def create_table_and_stream(cfg: StackConfig, ddb, kinesis) -> None:
@@ -349,6 +381,29 @@ def create_table_and_stream(cfg: StackConfig, ddb, kinesis) -> None:
     if cfg.stream not in kinesis.list_streams()["StreamNames"]:
         kinesis.create_stream(StreamName=cfg.stream, ShardCount=cfg.shards)
         kinesis.get_waiter("stream_exists").wait(StreamName=cfg.stream, WaiterConfig={"Delay": 0.2})
+
+
+def start_fakesnow(cfg: StackConfig, env: dict[str, str], setup: bool = False) -> None:
+    """Start the fakesnow server on its port, with its databases under the state folder (kept across restarts)."""
+    _start(cfg, "fakesnow", [sys.executable, "-m", "claims_cdc_dev.fakesnow_server", "--port", str(cfg.fakesnow_port),
+                             "--db-path", str(cfg.state_dir / "fakesnow"), *(["--setup"] if setup else [])],
+           tool_env({**os.environ, **env}))
+
+
+def stop_fakesnow(cfg: StackConfig) -> None:
+    """Stop the fakesnow server (Snowflake "down"); its tables stay for :func:`restart_fakesnow`."""
+    _stop(cfg, "fakesnow")
+
+
+def restart_fakesnow(cfg: StackConfig, env: dict[str, str]) -> None:
+    """Start fakesnow again on its kept databases, as Snowflake coming back after an outage.
+
+    Platform surprise (tests/platform/test_platform_quirks.py): fakesnow keeps its stages in memory, so a
+    restarted server has the tables but not the load stage. ``--setup`` (claims_cdc_dev.fakesnow_server)
+    runs the idempotent set-up before the server listens, so no task ever sees it without its stage.
+    """
+    start_fakesnow(cfg, env, setup=True)
+    _wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log", seconds=120)
 
 
 def provision_snowflake(env: dict[str, str]) -> list[str]:
@@ -414,13 +469,7 @@ def up(cfg: StackConfig, keep_state: bool = False, airflow: bool = False) -> dic
         child_env = tool_env({**os.environ, **env})
         _start(cfg, "moto", [sys.executable, "-m", "claims_cdc_dev.moto_server", "-H", "127.0.0.1", "-p",
                              str(cfg.moto_port)], child_env)
-        _start(
-            cfg,
-            "fakesnow",
-            [sys.executable, "-m", "claims_cdc_dev.fakesnow_server", "--port", str(cfg.fakesnow_port),
-             "--db-path", str(cfg.state_dir / "fakesnow")],
-            child_env,
-        )
+        start_fakesnow(cfg, env)
         _wait_for_port(cfg.moto_port, "moto", cfg.log_dir / "moto.log")
         _wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
         provision_aws(cfg, env)

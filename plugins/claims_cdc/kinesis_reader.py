@@ -81,6 +81,9 @@ class ShardProgress:
     drained: bool = False
     #: When this read found nothing more after ``end`` (naive UTC), or None if it stopped early (cap).
     verified_at: datetime | None = None
+    #: Kinesis' MillisBehindLatest on the last page read: how far this read stopped behind the shard's tip
+    #: (the lag alert's Kinesis half). None until a page was read.
+    millis_behind_latest: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class ShardProgress:
             "records": self.records,
             "drained": self.drained,
             "verified_at": self.verified_at.isoformat(timespec="microseconds") if self.verified_at else None,
+            "millis_behind_latest": self.millis_behind_latest,
         }
 
 
@@ -267,6 +271,7 @@ def read_shard(client: Any, stream_name: str, task: ShardTask, page_limit: int,
             continue
         last_read = time.monotonic()
         page_records = page.get("Records", [])
+        state.millis_behind_latest = int(page.get("MillisBehindLatest", 0))
         fresh = [r for r in page_records if not _arrived_after(r, started_at)]
         records = [SourceRecord(task.shard_id, raw["SequenceNumber"], raw["Data"], _arrival_micros(raw))
                    for raw in fresh]

@@ -234,14 +234,14 @@ def _files_gone(batch: dict[str, Any]) -> Exception:
 
 #: What the batch log keeps of each shard read (its counts ride along in the batch log's shard list).
 _SHARD_KEYS = ("shard_id", "parent_shard_ids", "start", "end", "records", "drained", "verified_at", "rows",
-               "duplicates_dropped", "rejected")
+               "duplicates_dropped", "rejected", "millis_behind_latest")
 
 
 def batch_of(shards: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's batch manifest from its shards' results: ids, positions and counts summed."""
     first = shards[0]
     return {"batch_id": first["batch_id"], "uri": first["uri"], "retention_hours": first["retention_hours"],
-            "shards": [{key: s[key] for key in _SHARD_KEYS} for s in shards],
+            "shards": [{key: s.get(key) for key in _SHARD_KEYS} for s in shards],
             **{key: sum(int(s[key]) for s in shards) for key in ("records", "rows", "duplicates_dropped",
                                                                   "rejected")}}
 

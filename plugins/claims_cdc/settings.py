@@ -2,7 +2,8 @@
 
 Settings come from ``CDC_*`` environment variables (Airflow Variables are not used, so a DAG file parses
 with no metadata-database access). Secrets are never settings: they live in the Airflow connections named
-by ``CDC_AWS_CONN_ID`` and ``CDC_SNOWFLAKE_CONN_ID``. A bad value fails at once, naming the variable.
+by ``CDC_AWS_CONN_ID``, ``CDC_SNOWFLAKE_CONN_ID`` and, for alerts, ``CDC_ALERT_SLACK_CONN_ID`` and
+``CDC_ALERT_SMTP_CONN_ID``. A bad value fails at once, naming the variable.
 """
 
 from __future__ import annotations
@@ -131,6 +132,31 @@ class Settings:
     #: skipped at once. A run started by hand always reconciles.
     reconcile_every_seconds: int = 300
 
+    #: Task retries (and the first delay, doubled each try up to 5 minutes): an alert is sent only once a
+    #: task's retries are spent.
+    task_retries: int = 3
+    retry_delay_seconds: int = 10
+    #: The SNS topic alerts go to (empty: no SNS), through the AWS connection (``CDC_AWS_CONN_ID``).
+    alert_sns_topic_arn: str = ""
+    #: A Slack incoming-webhook connection (``slackwebhook``) alerts also go to (empty: no Slack).
+    alert_slack_conn_id: str = ""
+    #: Addresses alerts are e-mailed to (empty: no e-mail), through the SMTP connection below.
+    alert_email_to: tuple[str, ...] = ()
+    alert_smtp_conn_id: str = "smtp_default"
+    #: Age in seconds of the oldest change not yet merged (Kinesis MillisBehindLatest, the staging table)
+    #: above which the lag alert opens.
+    lag_alert_seconds: int = 900
+    #: Reconciliations in a row that may differ before the drift alert opens (a mismatch lasting more).
+    drift_alert_runs: int = 3
+    #: Seconds after a run was queued by which it must have ended (Airflow Deadline Alert); 0: none. Under
+    #: @continuous a run waits up to its sensor_timeout for records, so this must be longer.
+    run_deadline_seconds: int = 3_600
+
+    def alert_channels(self) -> list[str]:
+        """The channels alerts go to, by name (for logs and the README's table)."""
+        return [name for name, on in (("sns", self.alert_sns_topic_arn), ("slack", self.alert_slack_conn_id),
+                                      ("email", self.alert_email_to)) if on]
+
     def table_names(self) -> dict[str, str]:
         """Names available to the SQL templates in ``include/sql``."""
         return {
@@ -237,6 +263,43 @@ def check_connection_env(env: Mapping[str, str], setting: str, conn_id: str) -> 
         raise ConfigError(f"{variable} {problem}; it defines the connection {setting} names ({conn_id!r})")
 
 
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+$")
+
+
+def _alert_settings(env: Mapping[str, str], defaults: Settings, sensor_timeout: int) -> dict:
+    """The alerting settings (topic, connections, recipients, thresholds), validated."""
+    topic = (env.get("CDC_ALERT_SNS_TOPIC_ARN") or "").strip()
+    if topic and not _SNS_TOPIC_ARN.match(topic):
+        raise ConfigError(f"CDC_ALERT_SNS_TOPIC_ARN={topic!r} is not an SNS topic ARN "
+                          "(arn:aws:sns:<region>:<account>:<topic>)")
+    recipients = tuple(a.strip() for a in (env.get("CDC_ALERT_EMAIL_TO") or "").split(",") if a.strip())
+    bad = [a for a in recipients if not _EMAIL.match(a)]
+    if bad:
+        raise ConfigError(f"CDC_ALERT_EMAIL_TO: {len(bad)} address(es) are not name@domain (comma-separated)")
+    slack = (env.get("CDC_ALERT_SLACK_CONN_ID") or "").strip()
+    smtp = (env.get("CDC_ALERT_SMTP_CONN_ID") or "").strip() or defaults.alert_smtp_conn_id
+    if slack:
+        check_connection_env(env, "CDC_ALERT_SLACK_CONN_ID", slack)
+    if recipients:
+        check_connection_env(env, "CDC_ALERT_SMTP_CONN_ID", smtp)
+    deadline = _int(env, "CDC_RUN_DEADLINE_SECONDS", defaults.run_deadline_seconds, 0, 7 * 86_400)
+    if deadline and deadline <= sensor_timeout:
+        raise ConfigError(f"CDC_RUN_DEADLINE_SECONDS={deadline} must be longer than CDC_SENSOR_TIMEOUT="
+                          f"{sensor_timeout} (a run may wait that long for records), or 0 for no deadline")
+    return {
+        "task_retries": _int(env, "CDC_TASK_RETRIES", defaults.task_retries, 0, 20),
+        "retry_delay_seconds": _int(env, "CDC_RETRY_DELAY_SECONDS", defaults.retry_delay_seconds, 1, 3_600),
+        "alert_sns_topic_arn": topic,
+        "alert_slack_conn_id": slack,
+        "alert_email_to": recipients,
+        "alert_smtp_conn_id": smtp,
+        "lag_alert_seconds": _int(env, "CDC_LAG_ALERT_SECONDS", defaults.lag_alert_seconds, 1, 7 * 86_400),
+        "drift_alert_runs": _int(env, "CDC_DRIFT_ALERT_RUNS", defaults.drift_alert_runs, 1, 99),
+        "run_deadline_seconds": deadline,
+    }
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: the process environment), failing on the first bad one."""
     env = os.environ if env is None else env
@@ -263,6 +326,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     snowflake_conn_id = env.get("CDC_SNOWFLAKE_CONN_ID") or defaults.snowflake_conn_id
     check_connection_env(env, "CDC_AWS_CONN_ID", aws_conn_id)
     check_connection_env(env, "CDC_SNOWFLAKE_CONN_ID", snowflake_conn_id)
+    sensor_timeout = _int(env, "CDC_SENSOR_TIMEOUT", defaults.sensor_timeout, 1, 86_400)
     return Settings(
         aws_conn_id=aws_conn_id,
         snowflake_conn_id=snowflake_conn_id,
@@ -281,7 +345,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         get_records_limit=_int(env, "CDC_GET_RECORDS_LIMIT", defaults.get_records_limit, 1, 10_000),
         schedule=_schedule(env, defaults.schedule),
         sensor_mode=sensor_mode,
-        sensor_timeout=_int(env, "CDC_SENSOR_TIMEOUT", defaults.sensor_timeout, 1, 86_400),
+        sensor_timeout=sensor_timeout,
         poke_interval=_float(env, "CDC_POKE_INTERVAL", defaults.poke_interval, 0.1, 3_600),
         batch_root=batch_root.rstrip("/"),
         batch_file_max_age_hours=_int(env, "CDC_BATCH_FILE_MAX_AGE_HOURS", defaults.batch_file_max_age_hours,
@@ -292,4 +356,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_every_seconds=_int(env, "CDC_RECONCILE_EVERY_SECONDS", defaults.reconcile_every_seconds,
                                      0, 86_400),
         max_clock_skew_seconds=_int(env, "CDC_MAX_CLOCK_SKEW_SECONDS", defaults.max_clock_skew_seconds, 0, 86_400),
+        **_alert_settings(env, defaults, sensor_timeout),
     )

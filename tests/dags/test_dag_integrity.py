@@ -56,7 +56,8 @@ def test_claims_cdc_shape(dagbag):
     assert {"cdc", "dynamodb", "kinesis", "snowflake"} <= set(dag.tags)
     assert dag.doc_md and "claims_cdc" in dag.doc_md
     order = ["stream_has_records", "shard_plan", "shard_batch", "staged_batch", "merged_counts", "reconciliation"]
-    assert [t.task_id for t in dag.topological_sort() if t.task_id != "removed_batch_files"] == order
+    assert [t.task_id for t in dag.topological_sort()
+            if t.task_id not in {"removed_batch_files", "alerts_checked"}] == order
     # one read-and-transform task per shard (dynamic task mapping over the plan), one staging transaction
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
@@ -66,6 +67,18 @@ def test_claims_cdc_shape(dagbag):
     tidy = dag.get_task("removed_batch_files")
     assert tidy.upstream_task_ids == {"staged_batch", "merged_counts"}
     assert str(tidy.trigger_rule) in {"none_failed", "TriggerRule.NONE_FAILED"}
+    # the alert checks come last, when nothing failed (a skipped sensor included)
+    checked = dag.get_task("alerts_checked")
+    assert checked.upstream_task_ids == {"staged_batch", "reconciliation", "removed_batch_files"}
+    assert str(checked.trigger_rule) in {"none_failed", "TriggerRule.NONE_FAILED"}
+
+
+def test_failures_and_overruns_alert_through_callbacks(dagbag):
+    dag = dagbag.get_dag("claims_cdc")
+    assert dag.on_failure_callback is not None  # a failed run (and the pause after five in a row)
+    assert all(task.on_failure_callback for task in dag.tasks)  # a task's retries spent
+    [deadline] = dag.deadline  # a run past CDC_RUN_DEADLINE_SECONDS, through Airflow's Deadline Alerts
+    assert deadline.callback.path == "claims_cdc.alerts.run_overran"
 
 
 def test_every_task_retries_with_backoff_and_has_an_owner(dagbag):

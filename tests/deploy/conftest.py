@@ -35,6 +35,9 @@ class Deployment:
     user: str
     password: str
     artifacts: Path
+    #: The deployment's state folder and fakesnow port (a test may stop and start fakesnow: "Snowflake down").
+    state_dir: Path | None = None
+    fakesnow_port: int | None = None
 
     def dynamodb_table(self) -> Any:
         """The claims table through plain boto3, pointed at this deployment's moto."""
@@ -61,6 +64,18 @@ class Deployment:
                 yield snow
         finally:
             os.environ[key] = saved
+
+    def alert_inbox(self) -> list[dict]:
+        """The messages in this deployment's claims-cdc-alerts-inbox, oldest first, left in the queue (as
+        `make alerts` reads them: claims_cdc_dev.alerts_inbox)."""
+        import boto3
+
+        from claims_cdc_dev import alerts_inbox
+
+        sqs = boto3.client("sqs", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_DEFAULT_REGION"],
+                           aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+        return alerts_inbox.read(sqs, sqs.get_queue_url(QueueName=alerts_inbox.ALERT_INBOX)["QueueUrl"])
 
     @cached_property
     def _token(self) -> str:
@@ -96,7 +111,8 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
+def deployment(request) -> Iterator[Deployment]:
+    """A test module may set ``DEPLOYMENT_ENV`` (a dict) for settings of its own, short retries say."""
     from claims_cdc_dev import stack as local_stack
 
     state = ROOT / ".local" / "test-deploy"
@@ -108,6 +124,7 @@ def deployment() -> Iterator[Deployment]:
         "CDC_FAKESNOW_PORT": str(free_port()),
         "CDC_API_PORT": str(free_port()),
         "CDC_FORWARDER": "on",
+        **getattr(request.module, "DEPLOYMENT_ENV", {}),
     })
     command = [sys.executable, "-m", "claims_cdc_dev.stack"]
     started = subprocess.run([*command, "up", "--airflow"], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -124,6 +141,8 @@ def deployment() -> Iterator[Deployment]:
             user=local_stack.UI_USER,
             password=local_stack.UI_PASSWORD,
             artifacts=artifacts,
+            state_dir=state,
+            fakesnow_port=int(env["CDC_FAKESNOW_PORT"]),
         )
     finally:
         subprocess.run([*command, "down"], env=env, cwd=ROOT, check=False, timeout=120)

@@ -256,3 +256,67 @@ def test_soft_fail_sensor_turns_an_airflow_fail_exception_into_a_skip(where):
             probe.execute({})
         else:
             probe.resume_execution("execute_complete", {"event": {}}, {})
+
+
+
+@pytest.mark.stack
+def test_dag_test_of_a_dag_with_a_deadline_alert_fails_when_the_run_succeeds(stack, clean_pipeline):
+    """dag.test() serializes the DAG in memory (no deadline_alert rows), so its scheduler DAG's ``deadline``
+    holds encoded alerts, not row ids, and the success path's lookup by id fails. Worked around in
+    tests/helpers.py (``without_deadline``), for dag.test() only; the scheduler writes the rows. Shown with
+    claims_cdc (CDC_RUN_DEADLINE_SECONDS) on an idle stream: a run that ends skipped, so succeeds, at once."""
+    from airflow.dag_processing.dagbag import DagBag
+    from sqlalchemy.exc import StatementError
+
+    from claims_cdc.settings import PROJECT_ROOT
+    from helpers import fresh_metadata_connections, without_deadline
+
+    def claims_cdc():
+        fresh_metadata_connections()
+        return DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("claims_cdc")
+
+    assert claims_cdc().deadline
+    with pytest.raises(StatementError, match="has no attribute 'hex'"):
+        claims_cdc().test(run_conf={"sensor_timeout": 2})
+    assert without_deadline(claims_cdc()).test(run_conf={"sensor_timeout": 2}).state == "success"
+
+
+@pytest.mark.stack  # starts a fakesnow server of its own (not the session's), twice
+def test_fakesnow_forgets_its_stages_when_restarted_but_keeps_its_tables(tmp_path, monkeypatch):
+    """fakesnow attaches its own catalog (``_fs_global``, where stages live) in memory: after a restart on
+    the same database folder the tables are there, the stages are not. Worked around in
+    claims_cdc_dev.fakesnow_server (``--setup``: the idempotent set-up runs before the server listens, as
+    claims_cdc_dev.stack.restart_fakesnow starts it); real Snowflake keeps its stages."""
+    from claims_cdc.snowflake import ClaimsSnowflakeHook
+    from claims_cdc_dev import stack as local_stack
+    from helpers import free_port
+
+    cfg = local_stack.StackConfig(state_dir=tmp_path, fakesnow_port=free_port())
+    env = local_stack.connection_env(cfg)
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_PROBE", env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
+
+    def run(*statements):
+        connection = ClaimsSnowflakeHook(snowflake_conn_id="snowflake_probe").get_conn()
+        try:
+            cursor = connection.cursor()
+            for statement in statements:
+                cursor.execute(statement)
+            return cursor.fetchall()
+        finally:
+            connection.close()
+
+    try:
+        local_stack.start_fakesnow(cfg, env)
+        local_stack._wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
+        run("CREATE SCHEMA IF NOT EXISTS CDC_DB.s",
+            "CREATE TABLE CDC_DB.s.t (x INT)", "INSERT INTO CDC_DB.s.t VALUES (1)",
+            "CREATE STAGE CDC_DB.s.st")
+        stages = "SELECT COUNT(*) FROM _fs_global._fs_information_schema._fs_stages"
+        assert run(stages) == [(1,)]
+        local_stack.stop_fakesnow(cfg)
+        local_stack.start_fakesnow(cfg, env)
+        local_stack._wait_for_port(cfg.fakesnow_port, "fakesnow", cfg.log_dir / "fakesnow.log")
+        assert run("SELECT x FROM CDC_DB.s.t") == [(1,)]
+        assert run(stages) == [(0,)]
+    finally:
+        local_stack.stop_fakesnow(cfg)
