@@ -67,6 +67,9 @@ def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
         ({"CDC_SENSOR_MODE": "async"}, "CDC_SENSOR_MODE='async' must be one of deferrable, reschedule, poke"),
         ({"CDC_RECONCILE_EVERY_SECONDS": "-1"}, "CDC_RECONCILE_EVERY_SECONDS=-1 is outside 0..86400"),
         ({"CDC_RECONCILE_EVERY_SECONDS": "5m"}, "CDC_RECONCILE_EVERY_SECONDS='5m' is not a whole number"),
+        ({"CDC_SNOWFLAKE_ACCOUNT": "acme/prod"}, "CDC_SNOWFLAKE_ACCOUNT='acme/prod' is not a Snowflake account identifier"),
+        ({"CDC_SUMMARY_TABLE": "by status"}, "CDC_SUMMARY_TABLE='by status' is not a plain Snowflake identifier"),
+        ({"AIRFLOW_CONN_AIRFLOW_API": "127.0.0.1:8080"}, "AIRFLOW_CONN_AIRFLOW_API is neither JSON"),
     ],
 )
 def test_bad_settings_fail_early_naming_the_variable(env, message):
