@@ -150,7 +150,12 @@ def format_shards(shards: list[dict[str, Any]]) -> list[str]:
 def format_last_batch(batch: dict[str, Any] | None) -> list[str]:
     if batch is None:
         return ["  none yet"]
-    merged = f"merged {_when(batch['merged_at'])}" if batch["merged_at"] else "not merged yet"
+    if batch["merged_at"]:
+        merged = f"merged {_when(batch['merged_at'])}"
+    elif not batch["rows_staged"]:  # only dead letters or re-deliveries: the merge marks batches it merged rows of
+        merged = "no rows to merge"
+    else:
+        merged = "not merged yet"
     return [
         f"  {batch['batch_id']} ({batch['status']}), run {batch['dag_run_id']}",
         f"  staged {_when(batch['staged_at'])}, {merged}",

@@ -62,6 +62,14 @@ def test_every_section_shows_its_numbers():
             "run manual__1") in text
 
 
+def test_a_batch_of_dead_letters_alone_has_no_rows_to_merge_rather_than_waiting_for_a_merge():
+    only_dead = {**BATCH, "status": "STAGED", "merged_at": None, "records_read": 1, "rows_staged": 0,
+                 "duplicates_dropped": 0, "rows_rejected": 1, "history_rows": 0}
+    assert "staged 2026-11-26 02:29:00 UTC, no rows to merge" in status.format_last_batch(only_dead)[1]
+    waiting = {**BATCH, "status": "STAGED", "merged_at": None}
+    assert status.format_last_batch(waiting)[1].endswith("not merged yet")
+
+
 def test_an_idle_empty_pipeline_says_so_rather_than_showing_blanks():
     text = status.format_status(_status(shards=[], last_batch=None,
                                         staging_backlog={"rows": 0, "claimed_by_merge": 0, "oldest_change_at": None,
