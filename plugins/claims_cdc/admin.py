@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     if args.command == "status":
-        with _log_lines_to_stderr(), session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
-            current = status.read_status(settings, mapping, snow, records_bound=args.bound)
+        with _log_lines_to_stderr(), contextlib.ExitStack() as opened:
+            current = status.read_status(
+                settings, mapping, lambda: opened.enter_context(session(settings.snowflake_conn_id,
+                                                                         settings.snowflake_emulator)),
+                records_bound=args.bound)
         print(status.to_json(current) if args.json else status.format_status(current))
         return 1 if status.unavailable_sections(current) else 0
     if args.command == "teardown" and not args.yes:

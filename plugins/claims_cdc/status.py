@@ -30,14 +30,31 @@ RECORDS_BEHIND_BOUND = 10_000
 
 @dataclass
 class StatusContext:
-    """What the collectors read from: the settings, one Snowflake session, one Kinesis client, the time."""
+    """What the collectors read from: the settings, one Snowflake session (opened on first use, by
+    ``open_snow``), one Kinesis client, the time."""
 
     settings: Settings
     mapping: Mapping
-    snow: Session
+    open_snow: Callable[[], Session]
     kinesis: Any
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     records_bound: int = RECORDS_BEHIND_BOUND
+    _snow: Session | None = None
+    _snow_error: Exception | None = None
+
+    @property
+    def snow(self) -> Session:
+        """The session, opened once; when it cannot be opened, every section that needs it is unavailable
+        (with the same error) and the others are still shown."""
+        if self._snow_error is not None:
+            raise self._snow_error
+        if self._snow is None:
+            try:
+                self._snow = self.open_snow()
+            except Exception as error:
+                self._snow_error = error
+                raise
+        return self._snow
 
 
 @dataclass(frozen=True)
@@ -234,10 +251,11 @@ def collect(ctx: StatusContext, sections: dict[str, Section] | None = None) -> d
     return status
 
 
-def read_status(settings: Settings, mapping: Mapping, snow: Session,
+def read_status(settings: Settings, mapping: Mapping, open_snow: Callable[[], Session],
                 records_bound: int = RECORDS_BEHIND_BOUND) -> dict[str, Any]:
-    """The status, read through the pipeline's own connections (Snowflake session given, Kinesis by hook)."""
-    ctx = StatusContext(settings, mapping, snow, aws.kinesis_client(settings.aws_conn_id),
+    """The status, read through the pipeline's own connections: Snowflake through ``open_snow`` (called once,
+    when a section first needs it), Kinesis through the Amazon provider's hook."""
+    ctx = StatusContext(settings, mapping, open_snow, aws.kinesis_client(settings.aws_conn_id),
                         records_bound=records_bound)
     return collect(ctx)
 

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from claims_cdc import status
+from claims_cdc.settings import load_settings
 from claims_cdc.snowflake import StatementFailed
 
 NOW = datetime(2026, 11, 26, 2, 30, tzinfo=UTC)
@@ -106,7 +107,7 @@ def test_a_section_that_cannot_be_read_is_shown_unavailable_and_the_others_still
     sections = {"last_batch": status.Section("last batch", broken, status.format_last_batch),
                 "other": status.Section("other", leaky, status.format_last_batch),
                 "dead_letters": status.Section("dead letters", lambda ctx: [], status.format_dead_letters)}
-    ctx = status.StatusContext(settings=None, mapping=None, snow=None, kinesis=None, now=NOW)  # type: ignore[arg-type]
+    ctx = status.StatusContext(settings=None, mapping=None, open_snow=None, kinesis=None, now=NOW)  # type: ignore[arg-type]
     ctx.settings = type("S", (), {"kinesis_stream": "s", "database": "d", "schema": "c", "dest_table": "t"})()
     current = status.collect(ctx, sections)
     text = status.format_status(current, sections)
@@ -114,6 +115,31 @@ def test_a_section_that_cannot_be_read_is_shown_unavailable_and_the_others_still
     assert "unavailable: StatementFailed (statement last_batch failed in Snowflake: error 100038" in text
     assert "unavailable: ValueError" in text and "Ada" not in text
     assert "dead letters\n  none" in text
+
+
+def test_when_snowflake_cannot_be_reached_its_sections_are_unavailable_and_kinesis_alone_still_shows():
+    opened = []
+
+    def open_snow():
+        opened.append(1)
+        raise ConnectionRefusedError("could not reach host")
+
+    def kinesis_only(ctx):
+        return [{"shard_id": "shardId-000000000000", "state": "open", "position": None, "records_behind": 2,
+                 "records_behind_bounded": False, "seconds_behind": 5.0}]
+
+    sections = {"stream": status.Section("stream", kinesis_only, status.format_shards),
+                "last_batch": status.Section("last batch", status.collect_last_batch, status.format_last_batch),
+                "dead_letters": status.Section("dead letters", status.collect_dead_letters,
+                                               status.format_dead_letters)}
+    ctx = status.StatusContext(settings=load_settings({}), mapping=None, open_snow=open_snow, kinesis=None,  # type: ignore[arg-type]
+                               now=NOW)
+    current = status.collect(ctx, sections)
+    assert status.unavailable_sections(current) == ["last_batch", "dead_letters"]
+    assert opened == [1], "one attempt, not one per section"
+    text = status.format_status(current, sections)
+    assert text.count("unavailable: ConnectionRefusedError") == 2 and "could not reach host" not in text
+    assert "shardId-000000000000" in text
 
 
 def test_open_alerts_format_kind_time_and_summary():
