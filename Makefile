@@ -10,7 +10,7 @@ STACK := $(DEV) claims_cdc_dev.stack
 # The stack's state folder (stack.env, logs, databases): CDC_STATE_DIR, as claims_cdc_dev.stack reads it.
 STATE := $(or $(CDC_STATE_DIR),.local)
 
-.PHONY: install stack-up stack-down stack-status up down alerts demo test test-fast lint bench bench-load bench-freshness clean
+.PHONY: install stack-up stack-down stack-status status up down alerts demo test test-fast lint bench bench-load bench-freshness clean
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ stack-down:
 
 stack-status: install
 	@$(STACK) status
+
+# The pipeline at a glance, against the running local stack (`make up` or `make stack-up`): shards and their
+# lag, the last batch, the staging backlog, dead letters by reason, the last reconciliation. No values.
+# STATUS_ARGS=--json for JSON.
+status: install
+	@test -f $(STATE)/stack.env || { echo "no $(STATE)/stack.env: start the stack first (make up or make stack-up)" >&2; exit 1; }
+	@set -a; . $(STATE)/stack.env; set +a; $(DEV) claims_cdc.admin status $(STATUS_ARGS)
 
 # The local stack plus Airflow (UI on 127.0.0.1:8080, scheduler, dag-processor, triggerer); claims_cdc
 # unpaused and micro-batching. `make down` stops everything.

@@ -12,6 +12,7 @@ capture from its Kinesis streaming destination **InsuranceClaimsStream**.
 | `staged_batch` | every shard's rows PUT to a stage and loaded with COPY INTO, event history, new checkpoints: one Snowflake transaction |
 | `merged_counts` | the latest change per claim merged into `openflow_insclaim_dest_tbl`; merged staging rows removed |
 | `reconciliation` | destination row count against DynamoDB's exact item count, recorded in `cdc_reconciliation`; in a scheduled run at most once per `CDC_RECONCILE_EVERY_SECONDS` (300), skipped in between |
+| `run_note` | the run's note in the UI: records read, merged, dead-lettered, and the lag left after it (counts only) |
 | `removed_batch_files` | batch files of earlier runs (failed or killed ones too) once their records are staged or superseded, and any older than `CDC_BATCH_FILE_MAX_AGE_HOURS`; also runs when the sensor skips |
 | `alerts_checked` | last, when nothing failed (also when the sensor skips): opens or closes the lag, dead-letter and drift alerts, and closes the failure alerts of earlier runs with one recovery message |
 
@@ -24,6 +25,10 @@ to SNS (`CDC_ALERT_SNS_TOPIC_ARN`) and, when configured, Slack and e-mail: once 
 record content; see the README's *Operating it*.
 Records never travel through XCom (ids, positions and counts only), and no task logs claim content.
 Batch files (claims, PHI) are owner-only on `file://`; see the README's *Batch files*.
+
+`merged_counts` publishes the destination as an Asset (`snowflake://<account>/<database>/<schema>/<table>`),
+its event's extra holding the rows inserted, updated and deleted: downstream DAGs (such as
+`claims_by_status`) schedule on it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
 
+from claims_cdc.assets import destination_asset, merge_event_extra
 from claims_cdc.mapping import load_mapping
 from claims_cdc.sensors import KinesisStreamRecordsSensor
 from claims_cdc.settings import load_settings
@@ -43,6 +49,8 @@ from claims_cdc.settings import load_settings
 # without retries (claims_cdc.pipeline.fails_without_retry).
 SETTINGS = load_settings()
 load_mapping(SETTINGS.mapping_path)
+#: The destination table, published by merged_counts after each merge (downstream DAGs schedule on it).
+DESTINATION = destination_asset(SETTINGS)
 
 
 #: After this many failed runs in a row the DAG pauses itself (and the `paused` alert is sent).
@@ -161,12 +169,15 @@ def claims_cdc():
 
         return stage(SETTINGS, list(shards), _run_id())
 
-    @task(execution_timeout=timedelta(minutes=15))
+    @task(execution_timeout=timedelta(minutes=15), outlets=[DESTINATION])
     def merged_counts(batch: dict) -> dict:
-        """Merges the latest change per claim into the destination and cleans up exactly those rows."""
+        """Merges the latest change per claim into the destination and cleans up exactly those rows. Publishes
+        the destination's Asset, with the rows inserted, updated and deleted as the event's extra."""
         from claims_cdc.pipeline import merge
 
-        return merge(SETTINGS, batch, _run_id())
+        counts = merge(SETTINGS, batch, _run_id())
+        get_current_context()["outlet_events"][DESTINATION].extra = merge_event_extra(counts, _run_id())
+        return counts
 
     @task(execution_timeout=timedelta(minutes=10))
     def reconciliation(merged: dict) -> dict:
@@ -204,6 +215,17 @@ def claims_cdc():
 
         return check_run(SETTINGS, _run_id(), batch)
 
+    @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=5))
+    def run_note() -> dict:
+        """Writes the run's note in the UI: records read, merged, dead-lettered, and the lag left after the run
+        (counts only), through Airflow's REST API (`CDC_AIRFLOW_API_CONN_ID`). Runs whatever became of the run."""
+        from claims_cdc.run_notes import note_run
+
+        context = get_current_context()
+        ti = context["ti"]
+        return note_run(SETTINGS, ti.dag_id, _run_id(), ti.xcom_pull(task_ids="staged_batch"),
+                        ti.xcom_pull(task_ids="merged_counts"))
+
     planned = shard_plan()
     waiting >> planned
     staged = staged_batch(shard_batch.expand(shard=planned))
@@ -212,6 +234,7 @@ def claims_cdc():
     removed = removed_batch_files(staged)
     merged >> removed
     [reconciled, removed] >> alerts_checked(staged)
+    merged >> run_note()
 
 
 claims_cdc()

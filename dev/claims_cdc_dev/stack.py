@@ -278,6 +278,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "airflow.executors.local_executor,claims_cdc.preload",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "SNOWFLAKE_DISABLE_PLATFORM_DETECTION": "true",
+        # The REST API through which each claims_cdc run writes its note (CDC_AIRFLOW_API_CONN_ID).
+        "AIRFLOW_CONN_AIRFLOW_API": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": cfg.api_port,
+                                                "schema": "http", "login": UI_USER, "password": UI_PASSWORD}),
     }
 
 

@@ -23,3 +23,7 @@ DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ rejected_table }};
 
 -- name: drop_tombstone_table
 DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ tombstone_table }};
+
+-- name: drop_summary_table
+-- The example downstream DAG's summary (claims_by_status creates it).
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ summary_table }};

@@ -6,6 +6,7 @@
     python -m claims_cdc.admin accept-gap SHARD_ID  # after a CheckpointGap: restart the shard at TRIM_HORIZON
     python -m claims_cdc.admin report           # dead letters by reason, attributes the mapping does not know
     python -m claims_cdc.admin redrive          # after a fix: re-process the dead letters (marked, never deleted)
+    python -m claims_cdc.admin status [--json]  # shards, last batch, backlog, dead letters, last reconciliation
 
 Settings come from the CDC_* environment variables, the connection from AIRFLOW_CONN_SNOWFLAKE_DEFAULT
 (or whatever secrets backend Airflow is configured with).
@@ -14,11 +15,14 @@ Settings come from the CDC_* environment variables, the connection from AIRFLOW_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
+import logging
 import sys
+from collections.abc import Iterator
 
-from claims_cdc import pipeline, sql, warehouse
+from claims_cdc import pipeline, sql, status, warehouse
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import load_settings
 from claims_cdc.snowflake import session
@@ -39,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     redrive = sub.add_parser("redrive", help="re-process dead-lettered records through the pipeline's path")
     redrive.add_argument("--limit", type=int, default=10_000, help="most dead letters to take (oldest first)")
     redrive.add_argument("--operator", default=getpass.getuser(), help="who re-drives (kept in the batch log)")
+    shown = sub.add_parser("status", help="the pipeline at a glance: shards and their lag, last batch, staging "
+                           "backlog, dead letters, last reconciliation (no values)")
+    shown.add_argument("--json", action="store_true", help="print JSON instead of text")
+    shown.add_argument("--bound", type=int, default=status.RECORDS_BEHIND_BOUND,
+                       help="most records counted behind each shard's position")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -56,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline.redrive(settings, limit=args.limit, run_id=f"redrive by {args.operator}")
         print(json.dumps(result, indent=2))
         return 0
+    if args.command == "status":
+        with _log_lines_to_stderr(), contextlib.ExitStack() as opened:
+            current = status.read_status(
+                settings, mapping, lambda: opened.enter_context(session(settings.snowflake_conn_id,
+                                                                         settings.snowflake_emulator)),
+                records_bound=args.bound)
+        print(status.to_json(current) if args.json else status.format_status(current))
+        return 1 if status.unavailable_sections(current) else 0
     if args.command == "teardown" and not args.yes:
         parser.error("teardown drops the tables: pass --yes")
     with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
@@ -71,6 +88,26 @@ def main(argv: list[str] | None = None) -> int:
             warehouse.run_teardown(snow, settings, mapping)
             print("teardown done")
     return 0
+
+
+@contextlib.contextmanager
+def _log_lines_to_stderr() -> Iterator[None]:
+    """Log lines go to stderr, so that stdout holds the command's output alone (``--json`` parses).
+
+    Platform surprise: Airflow's logging set-up (airflow._shared.logging.structlog.configure_logging) writes
+    every log line, the connector's and the hooks' included, to stdout: its root handler holds the stdout of
+    the moment, and its structlog loggers take sys.stdout when they are made.
+    """
+    moved = [h for h in logging.getLogger().handlers
+             if isinstance(h, logging.StreamHandler) and h.stream is sys.stdout]
+    for handler in moved:
+        handler.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler in moved:
+            handler.setStream(sys.stdout)
 
 
 def format_report(report: dict) -> str:

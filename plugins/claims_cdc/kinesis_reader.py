@@ -371,3 +371,59 @@ def check_retention(client: Any, stream_name: str, checkpoints: dict[str, Checkp
                 f"{checkpoint.verified_at}) is older than the stream's retention ({retention}); the oldest "
                 f"record left is {first}, so changes between the two may have expired unread. {advice}"
             )
+
+
+@dataclass(frozen=True)
+class ShardLag:
+    """How far one shard's stored position is behind the stream: counts and times, never records.
+
+    ``records`` counts what is readable after the position, up to ``bound`` (``bounded`` says the count
+    stopped there: at least that many). ``oldest_arrival`` is when the first unread record reached Kinesis;
+    ``millis_behind_latest`` is what Kinesis answered to a GetRecords from the position.
+    """
+
+    shard_id: str
+    records: int
+    bounded: bool
+    oldest_arrival: datetime | None
+    millis_behind_latest: int | None
+
+    def seconds_behind(self, now: datetime) -> float:
+        """The age of the oldest unread record (0 when caught up), at ``now`` (aware UTC)."""
+        if self.oldest_arrival is None:
+            return 0.0
+        return max(0.0, (now - self.oldest_arrival).total_seconds())
+
+
+def shard_lag(client: Any, stream_name: str, shard_id: str, after: str | None, bound: int) -> ShardLag:
+    """Count the records readable after ``after`` (None: from TRIM_HORIZON) on one shard, up to ``bound``.
+
+    Consumes nothing (a plain GetRecords, as the sensor looks). Reads pages of up to ``bound`` records within
+    Kinesis' 5 reads per second per shard, and stops when caught up, at the shard's end, after
+    ``MAX_EMPTY_PAGES`` empty pages, or at ``bound``.
+    """
+    iterator: str | None = _iterator(client, stream_name, shard_id, after)
+    records = 0
+    oldest: datetime | None = None
+    millis: int | None = None
+    empty_pages = 0
+    last_read = 0.0
+    while iterator and records < bound:
+        if last_read and (wait := MIN_SECONDS_BETWEEN_READS - (time.monotonic() - last_read)) > 0:
+            time.sleep(wait)
+        page = _get_records(client, iterator, min(10_000, bound - records))
+        last_read = time.monotonic()
+        page_records = page.get("Records", [])
+        if millis is None:
+            millis = page.get("MillisBehindLatest")
+        if page_records and oldest is None:
+            arrival = page_records[0].get("ApproximateArrivalTimestamp")
+            if isinstance(arrival, datetime):
+                oldest = arrival if arrival.tzinfo else arrival.replace(tzinfo=UTC)
+        records += len(page_records)
+        iterator = page.get("NextShardIterator")
+        if not page_records:
+            empty_pages += 1
+            if page.get("MillisBehindLatest", 0) == 0 or empty_pages >= MAX_EMPTY_PAGES:
+                break
+    return ShardLag(shard_id, min(records, bound), records >= bound, oldest, millis)

@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = PROJECT_ROOT / "include"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
+#: A Snowflake account identifier as it appears in an account URL: orgname-account_name, or a locator with region.
+_ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
 class ConfigError(ValueError):
@@ -30,6 +32,14 @@ def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, default)
     if not _IDENTIFIER.match(value):
         raise ConfigError(f"{name}={value!r} is not a plain Snowflake identifier (letters, digits, _ or $)")
+    return value
+
+
+def _account(env: Mapping[str, str], default: str) -> str:
+    value = env.get("CDC_SNOWFLAKE_ACCOUNT") or default
+    if not _ACCOUNT.match(value):
+        raise ConfigError(f"CDC_SNOWFLAKE_ACCOUNT={value!r} is not a Snowflake account identifier "
+                          "(letters, digits, '_', '-' or '.', as in <orgname>-<account_name>)")
     return value
 
 
@@ -92,6 +102,15 @@ class Settings:
     reconciliation_table: str = "cdc_reconciliation"
     rejected_table: str = "cdc_rejected_records"
     tombstone_table: str = "cdc_claim_tombstones"
+    #: The claims-by-status summary the example downstream DAG ``claims_by_status`` rebuilds after each merge.
+    summary_table: str = "claims_by_status"
+    #: The Snowflake account identifier (``<orgname>-<account_name>``) that names the destination in its Airflow
+    #: Asset URI, ``snowflake://<account>/<database>/<schema>/<table>`` (the Snowflake provider's convention),
+    #: on which downstream DAGs schedule. Only a name: the connection still decides where data goes.
+    snowflake_account: str = "local"
+    #: The Airflow connection (HTTP: the API server's address, a user and password) through which a run writes
+    #: its note in the UI (Airflow's REST API). When it is not defined, runs get no note.
+    airflow_api_conn_id: str = "airflow_api"
     #: The internal stage batches are PUT to and loaded from with COPY INTO (created by setup.sql).
     load_stage: str = "claims_cdc_load_stage"
     #: An external stage (created by an operator, with a storage integration) whose URL is ``CDC_BATCH_ROOT``:
@@ -173,6 +192,7 @@ class Settings:
             "rejected_table": self.rejected_table,
             "tombstone_table": self.tombstone_table,
             "load_stage": self.load_stage,
+            "summary_table": self.summary_table,
             "external_stage": self.external_stage,
         }
 
@@ -327,6 +347,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     check_connection_env(env, "CDC_AWS_CONN_ID", aws_conn_id)
     check_connection_env(env, "CDC_SNOWFLAKE_CONN_ID", snowflake_conn_id)
     sensor_timeout = _int(env, "CDC_SENSOR_TIMEOUT", defaults.sensor_timeout, 1, 86_400)
+    check_connection_env(env, "CDC_AIRFLOW_API_CONN_ID", env.get("CDC_AIRFLOW_API_CONN_ID") or defaults.airflow_api_conn_id)
     return Settings(
         aws_conn_id=aws_conn_id,
         snowflake_conn_id=snowflake_conn_id,
@@ -340,6 +361,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cdc_table=_identifier(env, "CDC_STAGING_TABLE", defaults.cdc_table),
         history_table=_identifier(env, "CDC_HISTORY_TABLE", defaults.history_table),
         load_stage=_identifier(env, "CDC_LOAD_STAGE", defaults.load_stage),
+        summary_table=_identifier(env, "CDC_SUMMARY_TABLE", defaults.summary_table),
+        snowflake_account=_account(env, defaults.snowflake_account),
+        airflow_api_conn_id=env.get("CDC_AIRFLOW_API_CONN_ID") or defaults.airflow_api_conn_id,
         external_stage=external_stage,
         max_records=_int(env, "CDC_MAX_RECORDS", defaults.max_records, 1, 10_000_000),
         get_records_limit=_int(env, "CDC_GET_RECORDS_LIMIT", defaults.get_records_limit, 1, 10_000),

@@ -6,6 +6,8 @@ The DAGs are read from ``DagBag.dags``, not ``get_dag()``, which queries the met
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from claims_cdc.settings import PROJECT_ROOT
@@ -32,7 +34,7 @@ def dagbag():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert list(dagbag.dag_ids) == ["claims_cdc"]
+    assert sorted(dagbag.dag_ids) == ["claims_by_status", "claims_cdc"]
 
 
 def test_no_dag_or_pipeline_module_imports_the_local_tools():
@@ -57,7 +59,7 @@ def test_claims_cdc_shape(dagbag):
     assert dag.doc_md and "claims_cdc" in dag.doc_md
     order = ["stream_has_records", "shard_plan", "shard_batch", "staged_batch", "merged_counts", "reconciliation"]
     assert [t.task_id for t in dag.topological_sort()
-            if t.task_id not in {"removed_batch_files", "alerts_checked"}] == order
+            if t.task_id not in {"removed_batch_files", "alerts_checked", "run_note"}] == order
     # one read-and-transform task per shard (dynamic task mapping over the plan), one staging transaction
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
@@ -81,8 +83,27 @@ def test_failures_and_overruns_alert_through_callbacks(dagbag):
     assert deadline.callback.path == "claims_cdc.alerts.run_overran"
 
 
-def test_every_task_retries_with_backoff_and_has_an_owner(dagbag):
-    for task in dagbag.get_dag("claims_cdc").tasks:
+def test_the_merge_publishes_the_destination_asset_and_claims_by_status_is_scheduled_on_it(dagbag):
+    from airflow.sdk import Asset
+
+    merge = dagbag.get_dag("claims_cdc").get_task("merged_counts")
+    destination = Asset(uri="snowflake://local/CDC_DB/CDC_SCHEMA/openflow_insclaim_dest_tbl")
+    assert merge.outlets == [destination]
+    downstream = dagbag.get_dag("claims_by_status")
+    assert list(downstream.timetable.asset_condition.objects) == [destination]
+    assert [t.task_id for t in downstream.tasks] == ["claims_by_status_summary"]
+    assert downstream.doc_md and downstream.max_active_runs == 1
+
+
+def test_every_run_writes_its_note_whatever_became_of_it(dagbag):
+    note = dagbag.get_dag("claims_cdc").get_task("run_note")
+    assert note.upstream_task_ids == {"merged_counts"}
+    assert str(note.trigger_rule) in {"all_done", "TriggerRule.ALL_DONE"}
+
+
+@pytest.mark.parametrize("dag_id", ["claims_cdc", "claims_by_status"])
+def test_every_task_retries_with_backoff_and_has_an_owner(dagbag, dag_id):
+    for task in dagbag.get_dag(dag_id).tasks:
         assert task.retries >= 2, task.task_id
         assert task.retry_exponential_backoff, task.task_id
         assert task.owner == "data-engineering", task.task_id
@@ -144,9 +165,11 @@ def _import_error(monkeypatch, **env) -> str:
     """The dags/ folder parsed with ``env`` set: its one import error (what the UI shows)."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    errors = _OfflineDagBag().import_errors
-    assert len(errors) == 1, errors
-    return next(iter(errors.values()))
+    errors = {Path(path).name: error for path, error in _OfflineDagBag().import_errors.items()}
+    assert "claims_cdc.py" in errors, errors
+    # claims_by_status reads the same settings: a bad one fails its parse too (a broken mapping file does not)
+    assert set(errors) <= {"claims_cdc.py", "claims_by_status.py"}, errors
+    return errors["claims_cdc.py"]
 
 
 def test_a_broken_mapping_file_is_an_import_error_naming_the_setting(monkeypatch, tmp_path):

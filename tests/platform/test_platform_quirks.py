@@ -66,6 +66,36 @@ def test_dagbag_get_dag_queries_the_metadata_database_but_dags_does_not(tmp_path
     assert "get_dag failed:" in done.stdout and "no such table" in done.stdout
 
 
+@pytest.mark.second_process  # a subprocess importing Airflow: slow, server-less
+def test_airflow_logging_writes_log_lines_to_stdout_until_moved_to_stderr():
+    """Workaround: claims_cdc.admin._log_lines_to_stderr (around `admin status`, so that --json parses).
+
+    Once Airflow is imported, its logging set-up writes every log line (the hooks', the connector's) to
+    stdout: the root handler holds the stdout of that moment, and structlog loggers take sys.stdout when made.
+    """
+    import subprocess
+
+    probe = (
+        "import logging, structlog, sys\n"
+        "import claims_cdc.admin as admin\n"
+        "logging.getLogger('quirk.probe').warning('stdlib line before')\n"
+        "structlog.get_logger('quirk.probe').warning('structlog line before')\n"
+        "with admin._log_lines_to_stderr():\n"
+        "    logging.getLogger('quirk.probe').warning('stdlib line inside')\n"
+        "    structlog.get_logger('quirk.probe').warning('structlog line inside')\n"
+        "print('output')\n"
+    )
+    from claims_cdc.settings import PROJECT_ROOT
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stdlib line before" in done.stdout and "structlog line before" in done.stdout  # the surprise
+    assert "line inside" not in done.stdout and done.stdout.rstrip().endswith("output")
+    assert "stdlib line inside" in done.stderr and "structlog line inside" in done.stderr
+
+
 @pytest.mark.stack
 def test_fakesnow_returns_a_null_timestamp_as_the_epoch(snow):
     """No workaround needed in the pipeline (it never reads timestamps back), but tests must not trust

@@ -13,11 +13,12 @@ PACKAGE = PROJECT_ROOT / "plugins" / "claims_cdc"
 
 #: Each module's layer; a module may import its own layer or any lower one, never a higher one.
 LAYERS = {
-    "settings": 0, "mapping": 0,                                     # configuration
+    "settings": 0, "mapping": 0, "assets": 0,                        # configuration (and the Asset it names)
     "aws": 1, "snowflake": 1,                                        # clients: the providers' hooks
     "transform": 2, "sql": 2, "kinesis_reader": 2, "warehouse": 2,   # stages
     "batch_files": 2, "load_files": 2, "cadence": 2,
     "pipeline": 3, "triggers": 3, "alerts": 3,                       # task bodies, the trigger's loop, alerts
+    "status": 3, "summaries": 3, "run_notes": 3,                     # status at a glance, downstream summaries, run notes
     "sensors": 4,                                                    # operators the DAG wires
     "admin": 5,                                                      # the operator's command line
     "preload": 5,                                                    # what the task-starting process imports
@@ -56,4 +57,4 @@ def test_the_dag_imports_operators_and_configuration_and_reaches_task_bodies_ins
     tree = ast.parse((PROJECT_ROOT / "dags" / "claims_cdc.py").read_text())
     top_level = {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     assert {m for m in top_level if m.startswith("claims_cdc")} == {
-        "claims_cdc.sensors", "claims_cdc.settings", "claims_cdc.mapping"}
+        "claims_cdc.sensors", "claims_cdc.settings", "claims_cdc.mapping", "claims_cdc.assets"}

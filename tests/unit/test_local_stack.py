@@ -42,3 +42,21 @@ def test_the_preload_module_imports_what_the_tasks_use():
     for module in ("claims_cdc.pipeline", "snowflake.connector", "airflow.providers.snowflake.hooks.snowflake",
                    "airflow.providers.amazon.aws.hooks.kinesis", "pyarrow.parquet"):
         assert module in sys.modules, module
+
+
+def test_the_deployment_defines_the_api_connection_runs_write_their_notes_through(tmp_path):
+    """`make up` gives run_note an HTTP connection to its own api-server, as the local admin user."""
+    import json
+
+    from claims_cdc import run_notes
+    from claims_cdc.settings import load_settings
+
+    cfg = stack.StackConfig(state_dir=tmp_path, api_port=18080)
+    env = stack.airflow_env(cfg)
+    conn = json.loads(env[f"AIRFLOW_CONN_{load_settings({}).airflow_api_conn_id.upper()}"])
+    assert (conn["conn_type"], conn["login"], conn["password"]) == ("http", stack.UI_USER, stack.UI_PASSWORD)
+
+    class _Conn:
+        host, port, schema = conn["host"], conn["port"], conn["schema"]
+
+    assert run_notes._api_base(_Conn()) == cfg.ui_url
