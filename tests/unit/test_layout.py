@@ -16,8 +16,9 @@ LAYERS = {
     "settings": 0, "mapping": 0,                                     # configuration
     "aws": 1, "snowflake": 1,                                        # clients: the providers' hooks
     "transform": 2, "sql": 2, "kinesis_reader": 2, "warehouse": 2,   # stages
-    "batch_files": 2, "load_files": 2, "cadence": 2,
+    "batch_files": 2, "load_files": 2, "cadence": 2, "dynamodb_reader": 2,
     "pipeline": 3, "triggers": 3,                                    # task bodies, and the trigger's loop
+    "snapshot": 3,                                                   # task bodies of the side DAGs
     "sensors": 4,                                                    # operators the DAG wires
     "admin": 5,                                                      # the operator's command line
     "preload": 5,                                                    # what the task-starting process imports
