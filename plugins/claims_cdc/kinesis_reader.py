@@ -243,6 +243,21 @@ def plan_shards(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint
             for s, share in zip(eligible, _fair_shares(max_records, len(eligible)), strict=True)]
 
 
+def plan_replay_shards(client: Any, stream_name: str, shard_ids: list[str] | None, max_records: int,
+                       at_timestamp: str) -> list[ShardTask]:
+    """A replay's shards: all the stream lists, or those of ``shard_ids``, each read from ``at_timestamp``
+    (AT_TIMESTAMP) with its fair share of ``max_records``. Checkpoints play no part. ValueError names the
+    shards the stream does not list."""
+    shards = list_shards(client, stream_name)
+    unknown = sorted(set(shard_ids or ()) - {s["ShardId"] for s in shards})
+    if unknown:
+        raise ValueError(f"shards {', '.join(unknown)} are not in stream {stream_name} "
+                         f"(its shards: {', '.join(s['ShardId'] for s in shards)})")
+    chosen = [s for s in shards if not shard_ids or s["ShardId"] in shard_ids]
+    return [ShardTask(s["ShardId"], _parents(s), None, share, _closed(s), at_timestamp=at_timestamp)
+            for s, share in zip(chosen, _fair_shares(max_records, len(chosen)), strict=True)]
+
+
 def _fair_shares(budget: int, shards: int) -> list[int]:
     """``budget`` split as evenly as whole records allow (the first shards get the remainder), at least 1 each."""
     if not shards:
