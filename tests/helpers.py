@@ -167,7 +167,7 @@ def destination_view(snow, settings) -> dict[str, tuple]:
     """The same four values of every destination row, claimId -> tuple."""
     rows = query(snow, f"SELECT claimId, claimStatus, paymentStatus, totalCharge, patientFirstName "
                        f"FROM {table(settings, settings.dest_table)}")
-    return {r[0]: (r[1], r[2], float(r[3]), r[4]) for r in rows}
+    return {r[0]: (r[1], r[2], None if r[3] is None else float(r[3]), r[4]) for r in rows}
 
 
 def fresh_metadata_connections() -> None:

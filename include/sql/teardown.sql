@@ -23,3 +23,12 @@ DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ rejected_table }};
 
 -- name: drop_tombstone_table
 DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ tombstone_table }};
+
+-- name: drop_audit_keys_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ audit_keys_table }};
+
+-- name: drop_audit_divergence_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ audit_divergence_table }};
+
+-- name: drop_audit_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ audit_table }};

@@ -34,7 +34,7 @@ def dagbag():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dag_ids) == ["claims_cdc", "claims_cdc_replay", "claims_cdc_snapshot"]
+    assert sorted(dagbag.dag_ids) == ["claims_cdc", "claims_cdc_audit", "claims_cdc_replay", "claims_cdc_snapshot"]
 
 
 def test_no_dag_or_pipeline_module_imports_the_local_tools():

@@ -7,7 +7,7 @@ import pytest
 
 from claims_cdc.settings import PROJECT_ROOT
 
-SIDE_DAGS = ["claims_cdc_snapshot", "claims_cdc_replay"]
+SIDE_DAGS = ["claims_cdc_snapshot", "claims_cdc_replay", "claims_cdc_audit"]
 
 
 @pytest.fixture(scope="module")

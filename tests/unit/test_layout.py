@@ -18,7 +18,7 @@ LAYERS = {
     "transform": 2, "sql": 2, "kinesis_reader": 2, "warehouse": 2,   # stages
     "batch_files": 2, "load_files": 2, "cadence": 2, "dynamodb_reader": 2,
     "pipeline": 3, "triggers": 3,                                    # task bodies, and the trigger's loop
-    "snapshot": 3, "replay": 3,                                      # task bodies of the side DAGs
+    "snapshot": 3, "replay": 3, "audit": 3,                          # task bodies of the side DAGs
     "sensors": 4,                                                    # operators the DAG wires
     "admin": 5,                                                      # the operator's command line
     "preload": 5,                                                    # what the task-starting process imports

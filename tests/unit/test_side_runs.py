@@ -103,3 +103,29 @@ def test_the_snapshot_bucket_setting_is_checked_when_read():
     assert load_settings({"CDC_SNAPSHOT_BUCKET": "claims-exports"}).snapshot_bucket == "claims-exports"
     with pytest.raises(ConfigError, match="CDC_SNAPSHOT_BUCKET='Not A Bucket' is not an S3 bucket name"):
         load_settings({"CDC_SNAPSHOT_BUCKET": "Not A Bucket"})
+
+
+def test_an_items_hash_equals_the_hash_of_its_row_as_snowflake_returns_it():
+    """The audit's comparison: the transform's values and Snowflake's answer (float, Decimal, datetime)
+    hash alike; any mapped value that differs changes the hash; the envelope's columns do not count."""
+    from decimal import Decimal
+
+    from claims_cdc.audit import item_hash, values_hash
+
+    item = dynamodb_json({"claim_id": "CLM-1", "claimStatus": "Paid", "totalCharge": Decimal("141.22"),
+                          "createdTimeStamp": "2026-11-24T21:17:55.171430",
+                          "patient": {"firstName": "Ada", "address": {"zip": 27940}}})
+    as_snowflake_returns = {"claimId": "CLM-1", "claimStatus": "Paid", "totalCharge": 141.22, "patientZip": Decimal(27940),
+                            "createdTimeStamp": datetime(2026, 11, 24, 21, 17, 55, 171430), "patientFirstName": "Ada",
+                            "eventName": "MODIFY", "eventCreationUnixTime": "1"}
+    assert item_hash(item, MAPPING, "T") == values_hash(as_snowflake_returns, MAPPING)
+    for column, other in (("totalCharge", 141.23), ("patientZip", 27941), ("patientFirstName", "Eve"),
+                          ("claimId", "CLM-2"), ("payerName", "Someone")):
+        assert values_hash({**as_snowflake_returns, column: other}, MAPPING) != item_hash(item, MAPPING, "T"), column
+
+
+def test_keys_are_missing_extra_or_different():
+    from claims_cdc.audit import compare
+
+    assert compare({"a": "1", "b": "2", "c": "3"}, {"b": "2", "c": "x", "d": "4"}) == {
+        "missing": ["a"], "extra": ["d"], "different": ["c"]}
