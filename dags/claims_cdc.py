@@ -61,6 +61,9 @@ def _task_started_at():
     # Under @continuous a failing run is followed at once by the next: after five failed runs in a row
     # (each with its tasks' retries spent) the DAG pauses itself instead of looping, and waits for a person.
     max_consecutive_failed_dag_runs=5,
+    # A stream has no time partitions to backfill: Airflow's backfill (`airflow backfill create`, the UI's
+    # Backfill) is refused for any CDC_SCHEDULE, not only @continuous; claims_cdc_replay re-reads a window.
+    allowed_run_types=["scheduled", "manual", "asset_triggered", "operator_triggered"],
     doc_md=__doc__,
     tags=["cdc", "dynamodb", "kinesis", "snowflake", "phi"],
     default_args={

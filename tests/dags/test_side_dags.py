@@ -74,3 +74,16 @@ def test_a_bad_replay_param_is_refused_by_the_form(dags, bad):
     (name, value), = bad.items()
     with pytest.raises(ParamValidationError, match=name):
         params[name] = value  # what the trigger form does with the value typed in
+
+
+@pytest.mark.parametrize("dag_id", ["claims_cdc", "claims_cdc_audit", "claims_cdc_snapshot", "claims_cdc_replay"])
+def test_airflows_backfill_is_refused_a_stream_has_no_time_partitions(dags, dag_id):
+    """`airflow backfill create` checks allowed_run_types, then that the timetable is periodic
+    (airflow.models.backfill._create_backfill): either refuses. The scheduled DAGs allow no backfill run,
+    whatever CDC_SCHEDULE says; the DAGs run by hand have a non-periodic timetable."""
+    dag = dags[dag_id]
+    if dag_id in ("claims_cdc", "claims_cdc_audit"):
+        allowed = {str(t.value) for t in dag.allowed_run_types}
+        assert "backfill" not in allowed and {"scheduled", "manual"} <= allowed
+    else:
+        assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None: not periodic
