@@ -20,7 +20,7 @@ from claims_cdc.dynamodb_reader import micros_of
 from claims_cdc.mapping import load_mapping
 from claims_cdc.pipeline import fails_without_retry, read_shard, redrive
 from claims_cdc.settings import ConfigError, Settings
-from claims_cdc.snapshot import new_side_batch, side_settings
+from claims_cdc.snapshot import log_side_run, new_side_batch, side_settings
 from claims_cdc.snowflake import session
 from claims_cdc.sql import load
 from claims_cdc.transform import change_order
@@ -42,15 +42,6 @@ def parse_time(value: str | datetime | None, name: str, default: datetime) -> da
         except ValueError:
             raise ConfigError(f"{name}={value!r} is not an ISO-8601 time (e.g. 2026-11-26T01:00:00Z)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def log_side_run(settings: Settings, batch_id: str, dag_run_id: str, description: dict[str, Any],
-                 records: int, status: str) -> None:
-    """One batch-log row for a side run that staged nothing (idempotent by its batch id)."""
-    statement = load("side", settings, load_mapping(settings.mapping_path))["log_side_run"]
-    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
-        snow.rowcount(statement, [batch_id, dag_run_id, settings.kinesis_stream, records,
-                                  json.dumps(description, separators=(",", ":")), status, batch_id])
 
 
 # --- (a) the stream, again from a time ------------------------------------------------------------------

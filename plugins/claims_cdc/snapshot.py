@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -34,6 +35,7 @@ from claims_cdc.mapping import Mapping, load_mapping
 from claims_cdc.pipeline import ROW_GROUP_RECORDS, fails_without_retry
 from claims_cdc.settings import ConfigError, Settings
 from claims_cdc.snowflake import session
+from claims_cdc.sql import load
 from claims_cdc.transform import SourceRecord, TimeRules, transform_records
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,15 @@ def write_part(settings: Settings, batch: dict[str, Any], part_id: str,
             "rows": rows.rows, "duplicates_dropped": dropped, "rejected": rejected.rows}
 
 
+def log_side_run(settings: Settings, batch_id: str, dag_run_id: str, description: dict[str, Any],
+                 records: int, status: str) -> None:
+    """One batch-log row for a side run that staged nothing (idempotent by its batch id)."""
+    statement = load("side", settings, load_mapping(settings.mapping_path))["log_side_run"]
+    with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
+        snow.rowcount(statement, [batch_id, dag_run_id, settings.kinesis_stream, records,
+                                  json.dumps(description, separators=(",", ":")), status, batch_id])
+
+
 def _files_gone(batch_id: str) -> Exception:
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -107,13 +118,16 @@ def stage_parts(settings: Settings, parts: list[dict[str, Any]], dag_run_id: str
     """Stage a side batch from its parts' files, in one transaction, moving no checkpoint; the batch log
     keeps ``description`` (mode, range; ids and counts only) with each part's counts. Safe to retry."""
     parts = [p for p in parts if p]
-    if not parts:
+    if not parts:  # nothing to read (an empty export, no shard): logged all the same
+        batch_id = f"empty-{batch_files.new_batch_id()}"
+        log_side_run(settings, batch_id, dag_run_id, {**description, "parts": []}, 0, "EMPTY")
         return {"batch_id": None, "records": 0, "rows_staged": 0, "rows_rejected": 0, "history_rows": 0}
     batch_id, uri = parts[0]["batch_id"], parts[0]["uri"]
     totals = {key: sum(int(p[key]) for p in parts) for key in ("records", "rows", "duplicates_dropped", "rejected")}
     logged = {**description, "parts": [{k: p[k] for k in ("part_id", "records", "rows", "rejected")} for p in parts]}
     summary = {"batch_id": batch_id, "uri": uri, **totals}
-    if not totals["records"]:
+    if not totals["records"]:  # logged under the batch's id (idempotent), with its parts' zero counts
+        log_side_run(settings, batch_id, dag_run_id, logged, 0, "EMPTY")
         return {**summary, "rows_staged": 0, "rows_rejected": 0, "history_rows": 0}
     side = side_settings(settings)
     mapping = load_mapping(settings.mapping_path)
