@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     mapping = load_mapping(settings.mapping_path)
     if args.command == "render":
         names = {"batch_id": "BATCH_ID", "upload_folder": "/LOCAL/FOLDER"} if args.file == "load" else {}
+        if names and settings.external_stage:
+            names["external_path"] = "RUN_FOLDER/BATCH_ID"  # COPY from the external stage, as the DAG does
         for statement in sql.load(args.file, settings, mapping, **names).values():
             print(f"-- {statement.name}" + (f" (snowflake-only: {statement.snowflake_only})"
                                             if statement.snowflake_only else ""))

@@ -81,6 +81,16 @@ def batch_uri(settings: Settings, dag_run_id: str, batch_id: str) -> str:
     return f"{settings.batch_root}/{_safe_run(dag_run_id)}/{batch_id}"
 
 
+def relative_path(settings: Settings, uri: str) -> str:
+    """A batch's folder under ``CDC_BATCH_ROOT`` (``<run folder>/<batch id>``): its path on an external stage
+    whose URL is the batch root."""
+    prefix = f"{settings.batch_root}/"
+    if not uri.startswith(prefix):
+        raise ValueError(f"batch {uri.rsplit('/', 1)[-1]} is not under CDC_BATCH_ROOT; an external stage cannot "
+                         "read it")
+    return uri[len(prefix):]
+
+
 def _safe_run(dag_run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", dag_run_id)
 

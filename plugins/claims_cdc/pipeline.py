@@ -264,11 +264,16 @@ def stage(settings: Settings, shards: list[dict[str, Any]], dag_run_id: str) -> 
                 raise _files_gone(batch)
             log.info("batch %s was already staged and its files removed; nothing to do", batch["batch_id"])
             return _with_counts(batch, done)
-        with batch_files.local_copy(settings, batch["uri"]) as folder:
-            counts = warehouse.stage_files(
-                snow, settings, mapping, batch_id=batch["batch_id"], dag_run_id=dag_run_id, shards=batch["shards"],
-                folder=folder, records_read=batch["records"], rows=batch["rows"],
-                duplicates_dropped=batch["duplicates_dropped"], rejected=batch["rejected"])
+        counts_of = functools.partial(
+            warehouse.stage_files, snow, settings, mapping, batch_id=batch["batch_id"], dag_run_id=dag_run_id,
+            shards=batch["shards"], records_read=batch["records"], rows=batch["rows"],
+            duplicates_dropped=batch["duplicates_dropped"], rejected=batch["rejected"])
+        if settings.external_stage:
+            # COPY INTO reads the files where the shard tasks wrote them: the stage's URL is the batch root.
+            counts = counts_of(folder=None, external_path=batch_files.relative_path(settings, batch["uri"]))
+        else:
+            with batch_files.local_copy(settings, batch["uri"]) as folder:
+                counts = counts_of(folder=folder)
     return _with_counts(batch, counts)
 
 

@@ -93,6 +93,10 @@ class Settings:
     tombstone_table: str = "cdc_claim_tombstones"
     #: The internal stage batches are PUT to and loaded from with COPY INTO (created by setup.sql).
     load_stage: str = "claims_cdc_load_stage"
+    #: An external stage (created by an operator, with a storage integration) whose URL is ``CDC_BATCH_ROOT``:
+    #: when set, COPY INTO reads each batch's files where the shard tasks wrote them, with no download and no
+    #: PUT. Empty: the files are PUT to the internal ``load_stage``.
+    external_stage: str = ""
 
     #: Most records one DAG run reads from the stream, over all shards. Memory does not grow with it (shards
     #: stream through page by page); it bounds one staging transaction and one run's length.
@@ -156,6 +160,7 @@ class Settings:
             "rejected_table": self.rejected_table,
             "tombstone_table": self.tombstone_table,
             "load_stage": self.load_stage,
+            "external_stage": self.external_stage,
             "audit_keys_table": self.audit_keys_table,
             "audit_divergence_table": self.audit_divergence_table,
             "audit_table": self.audit_table,
@@ -261,6 +266,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     emulator = env.get("CDC_SNOWFLAKE_EMULATOR", "")
     if emulator not in {"", "fakesnow"}:
         raise ConfigError(f"CDC_SNOWFLAKE_EMULATOR={emulator!r} must be empty or 'fakesnow'")
+    external_stage = _identifier(env, "CDC_EXTERNAL_STAGE", "") if env.get("CDC_EXTERNAL_STAGE") else ""
+    if external_stage and not (batch_root.startswith("s3://") or (emulator and batch_root.startswith("file://"))):
+        # Snowflake's external stages are cloud storage (s3:// here). Locally a file:// root is accepted on
+        # fakesnow alone, which reads a stage URL with DuckDB and has no S3 access offline.
+        raise ConfigError(f"CDC_EXTERNAL_STAGE={external_stage!r} needs an s3:// CDC_BATCH_ROOT (the stage's URL); "
+                          f"CDC_BATCH_ROOT is {batch_root!r}")
     sensor_mode = env.get("CDC_SENSOR_MODE") or defaults.sensor_mode
     if sensor_mode not in _SENSOR_MODES:
         raise ConfigError(f"CDC_SENSOR_MODE={sensor_mode!r} must be one of {', '.join(_SENSOR_MODES)}")
@@ -281,6 +292,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cdc_table=_identifier(env, "CDC_STAGING_TABLE", defaults.cdc_table),
         history_table=_identifier(env, "CDC_HISTORY_TABLE", defaults.history_table),
         load_stage=_identifier(env, "CDC_LOAD_STAGE", defaults.load_stage),
+        external_stage=external_stage,
         max_records=_int(env, "CDC_MAX_RECORDS", defaults.max_records, 1, 10_000_000),
         get_records_limit=_int(env, "CDC_GET_RECORDS_LIMIT", defaults.get_records_limit, 1, 10_000),
         schedule=_schedule(env, defaults.schedule),

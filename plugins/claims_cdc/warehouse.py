@@ -111,19 +111,22 @@ def stage_files(
     batch_id: str,
     dag_run_id: str,
     shards: list[dict[str, Any]],
-    folder: Path,
+    folder: Path | None,
     records_read: int,
     rows: int,
     duplicates_dropped: int,
     rejected: int,
     status: str = "STAGED",
     redriven: list[dict[str, str]] | None = None,
+    external_path: str | None = None,
     logged_positions: Any = None,
 ) -> StageCounts:
     """Stage one batch from its Parquet files and move its shards' checkpoints, in one transaction.
 
-    ``folder`` holds ``rows/*.parquet`` (the batch's unique rows) and ``rejected/*.parquet`` (its dead
-    letters); ``rows``, ``duplicates_dropped`` and ``rejected`` are the counts written there. Every batch
+    ``folder`` (local) holds ``rows/*.parquet`` (the batch's unique rows) and ``rejected/*.parquet`` (its dead
+    letters), PUT to the internal load stage; or, with ``external_path`` (the batch's folder under the
+    external stage ``CDC_EXTERNAL_STAGE``), COPY INTO reads them there and ``folder`` is ``None``. ``rows``,
+    ``duplicates_dropped`` and ``rejected`` are the counts written there. Every batch
     balances: ``records_read`` = rows staged + re-deliveries dropped + dead letters, or
     :class:`BatchImbalance` is raised and nothing is committed. Safe to retry: a batch already in the batch
     log is not staged again, and a batch read from positions that have since moved is refused
@@ -141,23 +144,33 @@ def stage_files(
     if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
     stmts = load("stage", settings, mapping)
-    loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
-    # PUT is not transactional: the files go up first (a retry overwrites them), COPY INTO runs inside.
-    if rows:
-        session.execute(loads["put_rows"])
-    if rejected:
-        session.execute(loads["put_rejected"])
+    if external_path is not None:
+        loads = load("load", settings, mapping, batch_id=batch_id, upload_folder="/", external_path=external_path)
+    else:
+        if folder is None:
+            raise ValueError("stage_files needs the local folder of the batch's files, or their external_path")
+        loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
+        # PUT is not transactional: the files go up first (a retry overwrites them), COPY INTO runs inside.
+        if rows:
+            session.execute(loads["put_rows"])
+        if rejected:
+            session.execute(loads["put_rejected"])
     with session.transaction():
         return _stage_in_transaction(session, settings, mapping, stmts, loads, batch_id=batch_id,
                                      dag_run_id=dag_run_id, shards=shards, records_read=records_read,
                                      rows=rows, dropped=duplicates_dropped, rejected=rejected, status=status,
-                                     redriven=redriven, logged_positions=logged_positions)
+                                     redriven=redriven, source=(
+                                         f"external stage {settings.external_stage} (CDC_EXTERNAL_STAGE; its URL "
+                                         f"must be CDC_BATCH_ROOT) under {external_path}/"
+                                         if external_path is not None else f"internal stage {settings.load_stage}"),
+                                     logged_positions=logged_positions)
 
 
 def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping, stmts: dict, loads: dict, *,
                           batch_id: str, dag_run_id: str, shards: list[dict[str, Any]], records_read: int,
                           rows: int, dropped: int, rejected: int, status: str,
-                          redriven: list[dict[str, str]] | None, logged_positions: Any = None) -> StageCounts:
+                          redriven: list[dict[str, str]] | None, source: str,
+                          logged_positions: Any = None) -> StageCounts:
     if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
     current = read_checkpoints(session, settings, mapping)
@@ -181,7 +194,7 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
         session.rowcount(stmts["mark_redriven"], [batch_id, json.dumps(redriven)])
     if (staged, dead) != (rows, rejected):
         raise BatchImbalance(f"batch {batch_id}: {rows} rows and {rejected} dead letters written, "
-                             f"{staged} and {dead} loaded; rolled back")
+                             f"{staged} and {dead} loaded from the {source}; rolled back")
     # Every shard read is rewritten, moved or not, so that verified_at is refreshed too.
     read = [{**s, "parent_shard_ids": ",".join(s["parent_shard_ids"])} for s in shards]
     if read:

@@ -67,6 +67,10 @@ def test_mapping_errors_name_the_setting_and_the_problem(tmp_path):
         ({"CDC_SENSOR_MODE": "async"}, "CDC_SENSOR_MODE='async' must be one of deferrable, reschedule, poke"),
         ({"CDC_RECONCILE_EVERY_SECONDS": "-1"}, "CDC_RECONCILE_EVERY_SECONDS=-1 is outside 0..86400"),
         ({"CDC_RECONCILE_EVERY_SECONDS": "5m"}, "CDC_RECONCILE_EVERY_SECONDS='5m' is not a whole number"),
+        ({"CDC_EXTERNAL_STAGE": "batches", "CDC_BATCH_ROOT": "file:///var/batches"},
+         "CDC_EXTERNAL_STAGE='batches' needs an s3:// CDC_BATCH_ROOT (the stage's URL)"),
+        ({"CDC_EXTERNAL_STAGE": "my-stage", "CDC_BATCH_ROOT": "s3://b/p"},
+         "CDC_EXTERNAL_STAGE='my-stage' is not a plain Snowflake identifier"),
     ],
 )
 def test_bad_settings_fail_early_naming_the_variable(env, message):
@@ -178,3 +182,12 @@ def test_connection_variables_airflow_reads_are_accepted(value):
     load_settings({"AIRFLOW_CONN_AWS_DEFAULT": value})
     if value:
         Connection.from_json(value.strip(), "x") if value.strip()[0] == "{" else Connection.from_uri(value, "x")
+
+
+def test_an_external_stage_reads_an_s3_batch_root_and_locally_a_file_root_on_fakesnow_only():
+    assert load_settings({"CDC_EXTERNAL_STAGE": "claims_batches", "CDC_BATCH_ROOT": "s3://bucket/cdc/"}
+                         ).external_stage == "claims_batches"
+    local = load_settings({"CDC_EXTERNAL_STAGE": "claims_batches", "CDC_BATCH_ROOT": "file:///var/cdc",
+                           "CDC_SNOWFLAKE_EMULATOR": "fakesnow"})
+    assert (local.external_stage, local.batch_root) == ("claims_batches", "file:///var/cdc")
+    assert load_settings({}).external_stage == ""

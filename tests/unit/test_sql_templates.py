@@ -63,3 +63,20 @@ def test_per_batch_names_are_refused_unless_plain_path_characters():
         sql.load("load", SETTINGS, MAPPING, batch_id="b1'; DROP TABLE x; --", upload_folder="/tmp/x")
     put = sql.load("load", SETTINGS, MAPPING, **CALL_NAMES)["put_rows"].text
     assert put.startswith("PUT 'file:///tmp/claims-cdc-load-x/rows/*.parquet' @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/")
+
+
+def test_batches_copy_from_the_internal_stage_after_a_put_and_are_purged_there():
+    loads = sql.load("load", SETTINGS, MAPPING, **CALL_NAMES)
+    copy = loads["copy_staging"].text
+    assert f"FROM @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/{CALL_NAMES['batch_id']}/rows/" in copy
+    assert "PURGE = TRUE" in copy and "PURGE = TRUE" in loads["copy_rejected"].text
+
+
+def test_with_an_external_stage_batches_copy_from_where_the_shard_tasks_wrote_them_and_are_not_purged():
+    external = load_settings({"CDC_SNOWFLAKE_DATABASE": "MY_DB", "CDC_EXTERNAL_STAGE": "claims_batches",
+                              "CDC_BATCH_ROOT": "s3://bucket/cdc"})
+    loads = sql.load("load", external, MAPPING, **CALL_NAMES, external_path="manual__run/B1")
+    assert "FROM @MY_DB.CDC_SCHEMA.claims_batches/manual__run/B1/rows/" in loads["copy_staging"].text
+    assert "FROM @MY_DB.CDC_SCHEMA.claims_batches/manual__run/B1/rejected/" in loads["copy_rejected"].text
+    # The files stay for a retry after a rollback; the batch-file sweep removes them.
+    assert not any("PURGE" in loads[name].text for name in ("copy_staging", "copy_rejected"))
