@@ -17,7 +17,8 @@ def test_a_live_run_and_a_snapshot_interleaved_keep_each_others_rows_files_and_c
     claims = generator.claims_table(settings.aws_conn_id, settings.dynamodb_table)
     kinesis = aws.kinesis_client(settings.aws_conn_id)
     ids = generator.ingest(claims, 10, seed=61)
-    wait_for_stream(kinesis, settings.kinesis_stream, 10, settle=True)
+    # Under load the forwarder lags: wait for every record (wait_for_stream returns what it saw at its deadline).
+    assert wait_for_stream(kinesis, settings.kinesis_stream, 10, seconds=90, settle=True) >= 10
 
     live = pipeline.read_shards(settings, pipeline.plan(settings, "live-1", 1_000, None))
     parts = snapshot.plan_snapshot(settings, "snap-1", "scan", 2, datetime.now(UTC))
@@ -34,7 +35,7 @@ def test_a_live_run_and_a_snapshot_interleaved_keep_each_others_rows_files_and_c
     assert staged_snapshot["rows_staged"] == 10
     assert count(snow, settings, settings.checkpoint_table) == 0
     generator.set_status(claims, "", "Appealed", claim_id=ids[0])  # after the snapshot's time
-    wait_for_stream(kinesis, settings.kinesis_stream, 11, settle=True)
+    assert wait_for_stream(kinesis, settings.kinesis_stream, 11, seconds=90, settle=True) >= 11
     staged_live = pipeline.stage(settings, pipeline.read_shards(settings, pipeline.plan(settings, "live-2", 1_000, None)),
                                  "live-2")
     assert staged_live["rows_staged"] == 11
