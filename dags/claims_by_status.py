@@ -15,6 +15,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
+from claims_cdc.alerts import side_run_failed
 from claims_cdc.assets import destination_asset
 from claims_cdc.settings import load_settings
 
@@ -28,6 +29,8 @@ SETTINGS = load_settings()
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cdc", "snowflake", "downstream"],
+    # A failed run sends one alert (DAG, run, reason, link: never record content) to the alert channels.
+    on_failure_callback=side_run_failed,
     default_args={
         "owner": "data-engineering",
         "retries": 3,

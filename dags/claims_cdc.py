@@ -98,6 +98,9 @@ def _task_started_at():
                            interval=timedelta(seconds=SETTINGS.run_deadline_seconds),
                            callback=AsyncCallback("claims_cdc.alerts.run_overran"))
     if SETTINGS.run_deadline_seconds else None,
+    # A stream has no time partitions to backfill: Airflow's backfill (`airflow backfill create`, the UI's
+    # Backfill) is refused for any CDC_SCHEDULE, not only @continuous; claims_cdc_replay re-reads a window.
+    allowed_run_types=["scheduled", "manual", "asset_triggered", "operator_triggered"],
     doc_md=__doc__,
     tags=["cdc", "dynamodb", "kinesis", "snowflake", "phi"],
     default_args={

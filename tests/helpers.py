@@ -134,6 +134,11 @@ def wait_for_stream(kinesis, stream: str, expected: int, seconds: float = 20, se
 
 def run_dag(**conf: Any):
     """One ``claims_cdc`` run through ``dag.test()``: parses dags/ afresh, returns the finished DagRun."""
+    return run_dag_named("claims_cdc", **conf)
+
+
+def run_dag_named(dag_id: str, **conf: Any):
+    """One run of the DAG ``dag_id`` through ``dag.test()`` (``conf`` fills its Params)."""
     from airflow.dag_processing.dagbag import DagBag
 
     from claims_cdc.settings import PROJECT_ROOT
@@ -141,7 +146,7 @@ def run_dag(**conf: Any):
     fresh_metadata_connections()
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return without_deadline(bag.get_dag("claims_cdc")).test(run_conf=conf or None)
+    return without_deadline(bag.get_dag(dag_id)).test(run_conf=conf or None)
 
 
 def without_deadline(dag):
@@ -154,6 +159,27 @@ def without_deadline(dag):
     """
     dag.deadline = None
     return dag
+
+
+def dynamodb_view(table) -> dict[str, tuple]:
+    """claimId -> (claimStatus, paymentStatus, totalCharge, patient's first name) of every DynamoDB item,
+    read with a plain Scan (not the pipeline's code): what a person compares the destination with."""
+    items, kwargs = [], {"ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return {i["claim_id"]: (i.get("claimStatus"), i.get("paymentStatus"), float(i["totalCharge"]),
+                            i.get("patient", {}).get("firstName")) for i in items}
+
+
+def destination_view(snow, settings) -> dict[str, tuple]:
+    """The same four values of every destination row, claimId -> tuple."""
+    rows = query(snow, f"SELECT claimId, claimStatus, paymentStatus, totalCharge, patientFirstName "
+                       f"FROM {table(settings, settings.dest_table)}")
+    return {r[0]: (r[1], r[2], None if r[3] is None else float(r[3]), r[4]) for r in rows}
 
 
 def fresh_metadata_connections() -> None:

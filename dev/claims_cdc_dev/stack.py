@@ -143,6 +143,7 @@ def connection_env(cfg: StackConfig) -> dict[str, str]:
         "CDC_DYNAMODB_TABLE": cfg.table,
         "CDC_KINESIS_STREAM": cfg.stream,
         "CDC_ALERT_SNS_TOPIC_ARN": ALERT_TOPIC_ARN,
+        "CDC_SNAPSHOT_BUCKET": SNAPSHOT_BUCKET,
     }
 
 
@@ -370,8 +371,14 @@ def create_alert_inbox() -> str:
     return queue_url
 
 
+#: The bucket claims_cdc_snapshot exports the table to (CDC_SNAPSHOT_BUCKET) on the local stack.
+SNAPSHOT_BUCKET = "claims-cdc-snapshots"
+
+
 def create_table_and_stream(cfg: StackConfig, ddb, kinesis) -> None:
-    """The DynamoDB table (streams on, new and old images) and the Kinesis stream, unless they exist."""
+    """The DynamoDB table (streams on, new and old images, point-in-time recovery on, which
+    ExportTableToPointInTime needs), the snapshot bucket and the Kinesis stream, unless they exist."""
+    import boto3
     existing = ddb.list_tables()["TableNames"]
     if cfg.table not in existing:
         ddb.create_table(
@@ -381,6 +388,12 @@ def create_table_and_stream(cfg: StackConfig, ddb, kinesis) -> None:
             BillingMode="PAY_PER_REQUEST",
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
+    ddb.update_continuous_backups(TableName=cfg.table,
+                                  PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    s3 = boto3.client("s3", endpoint_url=cfg.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                      aws_secret_access_key=SECRET_KEY)
+    if SNAPSHOT_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=SNAPSHOT_BUCKET)
     if cfg.stream not in kinesis.list_streams()["StreamNames"]:
         kinesis.create_stream(StreamName=cfg.stream, ShardCount=cfg.shards)
         kinesis.get_waiter("stream_exists").wait(StreamName=cfg.stream, WaiterConfig={"Delay": 0.2})

@@ -265,3 +265,45 @@ ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} MODIFY
 ALTER TABLE {{ database }}.{{ schema }}.{{ rejected_table }} MODIFY
     COLUMN payload SET TAG {{ database }}.{{ schema }}.phi = 'record',
     COLUMN payload_base64 SET TAG {{ database }}.{{ schema }}.phi = 'record';
+
+-- The deep audit (claims_cdc_audit): ids, content hashes and counts only, never a value.
+
+-- name: create_audit_keys_table
+-- The keys an audit's parallel Scan read, with the content hash of each item's mapped values (scratch: only
+-- the latest audit's are kept).
+CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ audit_keys_table }} (
+    audit_id STRING NOT NULL,
+    segment INTEGER,
+    claimId STRING NOT NULL,
+    item_hash STRING NOT NULL
+);
+
+-- name: create_audit_divergence_table
+-- One row per key an audit found divergent: missing (in DynamoDB, not in the destination), extra (the other
+-- way round) or different (content hashes differ); what it was after the repair (none: repaired).
+CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ audit_divergence_table }} (
+    audit_id STRING NOT NULL,
+    claimId STRING NOT NULL,
+    kind STRING NOT NULL,
+    found_at TIMESTAMP_NTZ(9),
+    repaired_at TIMESTAMP_NTZ(9),
+    after_repair STRING
+);
+
+-- name: create_audit_table
+-- One row per audit: counts before and after its repair.
+CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ audit_table }} (
+    audit_id STRING NOT NULL,
+    dag_run_id STRING,
+    checked_at TIMESTAMP_NTZ(9),
+    dynamodb_items INTEGER,
+    destination_rows INTEGER,
+    missing INTEGER,
+    extra INTEGER,
+    different INTEGER,
+    repaired INTEGER,
+    missing_after INTEGER,
+    extra_after INTEGER,
+    different_after INTEGER,
+    status STRING
+);

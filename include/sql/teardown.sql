@@ -27,3 +27,12 @@ DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ tombstone_table }};
 -- name: drop_summary_table
 -- The example downstream DAG's summary (claims_by_status creates it).
 DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ summary_table }};
+
+-- name: drop_audit_keys_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ audit_keys_table }};
+
+-- name: drop_audit_divergence_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ audit_divergence_table }};
+
+-- name: drop_audit_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ audit_table }};

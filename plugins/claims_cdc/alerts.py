@@ -350,6 +350,22 @@ def run_failed(settings: Settings, context: Mapping[str, Any], max_failed_runs: 
                        "the cause is fixed", fields)
 
 
+def side_run_failed(context: Mapping[str, Any]) -> list[str]:
+    """The ``on_failure_callback`` of the DAGs people trigger by hand or daily (snapshot, replay, audit, the
+    downstream summary): one alert per failed run, not an incident (those runs do not repeat on their own,
+    so they cannot storm; and their recovery is a person's next run). Returns the channels that took it."""
+    from claims_cdc.settings import load_settings
+
+    settings = load_settings()
+    dag_run = context.get("dag_run")
+    dag_id = getattr(dag_run, "dag_id", None) or ""
+    run_id = getattr(dag_run, "run_id", None) or context.get("run_id") or ""
+    fields = {"dag": dag_id, "run": run_id, "reason": str(context.get("reason") or "")[:MAX_REASON],
+              "log": run_url(dag_id, run_id)}
+    subject, body = render("failure", "open", fields, f"{dag_id} run {run_id} failed")
+    return send(settings, subject, body)
+
+
 async def run_overran(context: Mapping[str, Any] | None = None, **_: Any) -> None:
     """The Deadline Alert's callback (an ``AsyncCallback``, run in the triggerer): opens ``overrun``.
 

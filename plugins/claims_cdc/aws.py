@@ -22,6 +22,24 @@ def dynamodb_client(aws_conn_id: str | None) -> Any:
     return DynamoDBHook(aws_conn_id=aws_conn_id).conn.meta.client
 
 
+def dynamodb_json_client(aws_conn_id: str | None) -> Any:
+    """A plain DynamoDB client, whose Scan and BatchGetItem answer in DynamoDB JSON (``{"S": ...}``).
+
+    Platform quirk (tests/platform): :func:`dynamodb_client`, the provider's resource's ``meta.client``,
+    carries the resource's (de)serialisers, so its Scan returns plain values instead; and DynamoDBHook, a
+    resource hook, refuses ``get_client_type()``. The base hook with ``client_type="dynamodb"`` gives one.
+    """
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type="dynamodb").get_conn()
+
+
+def s3_client(aws_conn_id: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+
+
 class TableNotFound(RuntimeError):
     """DynamoDB says the table does not exist (ResourceNotFoundException): no retry can fix that."""
 

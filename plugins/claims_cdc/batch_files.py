@@ -42,6 +42,11 @@ _BATCH_ID = re.compile(r"^(\d{8}T\d{12})-[0-9a-f]{32}$")
 _LEGACY_BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+#: The folder under the batch root where side batches (snapshot, replay, audit; claims_cdc.snapshot) keep
+#: their own run folders. The live sweeper leaves it alone: a side batch is not superseded by a live one.
+SIDE_DIR = "_side"
+
+
 def new_batch_id(now: datetime | None = None) -> str:
     """A batch id that sorts by creation time: ``20261125T203600123456-<uuid4 hex>`` (UTC)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -204,7 +209,7 @@ def list_batches(settings: Settings) -> list[StoredBatch]:
         return []
     found = []
     for run_dir in root.iterdir():
-        if not run_dir.is_dir():
+        if not run_dir.is_dir() or run_dir.name == SIDE_DIR:
             continue
         for batch_dir in run_dir.iterdir():
             name = batch_dir.name

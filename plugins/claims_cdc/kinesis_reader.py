@@ -148,9 +148,15 @@ def _checkpoint(checkpoints: dict[str, Checkpoint], shard_id: str) -> Checkpoint
     return checkpoints.get(shard_id) or Checkpoint(shard_id, None)
 
 
-def _iterator(client: Any, stream_name: str, shard_id: str, after: str | None) -> str:
+def _iterator(client: Any, stream_name: str, shard_id: str, after: str | None,
+              at_timestamp: str | None = None) -> str:
+    """An iterator after ``after``; with no position yet, at ``at_timestamp`` (ISO-8601, a replay's start)
+    or else at the shard's TRIM_HORIZON."""
     kwargs: dict[str, Any] = {"StreamName": stream_name, "ShardId": shard_id}
-    if after is None:
+    if after is None and at_timestamp is not None:
+        kwargs["ShardIteratorType"] = "AT_TIMESTAMP"
+        kwargs["Timestamp"] = datetime.fromisoformat(at_timestamp)
+    elif after is None:
         kwargs["ShardIteratorType"] = "TRIM_HORIZON"
     else:
         kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
@@ -211,15 +217,18 @@ class ShardTask:
     share: int
     #: ListShards gave the shard an EndingSequenceNumber: it was closed by resharding.
     closed: bool
+    #: A replay's start (ISO-8601, AT_TIMESTAMP) when ``start`` is None; None: TRIM_HORIZON.
+    at_timestamp: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"shard_id": self.shard_id, "parent_shard_ids": list(self.parent_shard_ids), "start": self.start,
-                "share": self.share, "closed": self.closed}
+        doc = {"shard_id": self.shard_id, "parent_shard_ids": list(self.parent_shard_ids), "start": self.start,
+               "share": self.share, "closed": self.closed}
+        return {**doc, "at_timestamp": self.at_timestamp} if self.at_timestamp else doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ShardTask:
         return cls(doc["shard_id"], tuple(doc["parent_shard_ids"]), doc["start"], int(doc["share"]),
-                   bool(doc["closed"]))
+                   bool(doc["closed"]), doc.get("at_timestamp"))
 
 
 def plan_shards(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint], max_records: int) -> list[ShardTask]:
@@ -236,6 +245,21 @@ def plan_shards(client: Any, stream_name: str, checkpoints: dict[str, Checkpoint
     return [ShardTask(s["ShardId"], _parents(s), _checkpoint(checkpoints, s["ShardId"]).sequence_number, share,
                       _closed(s))
             for s, share in zip(eligible, _fair_shares(max_records, len(eligible)), strict=True)]
+
+
+def plan_replay_shards(client: Any, stream_name: str, shard_ids: list[str] | None, max_records: int,
+                       at_timestamp: str) -> list[ShardTask]:
+    """A replay's shards: all the stream lists, or those of ``shard_ids``, each read from ``at_timestamp``
+    (AT_TIMESTAMP) with its fair share of ``max_records``. Checkpoints play no part. ValueError names the
+    shards the stream does not list."""
+    shards = list_shards(client, stream_name)
+    unknown = sorted(set(shard_ids or ()) - {s["ShardId"] for s in shards})
+    if unknown:
+        raise ValueError(f"shards {', '.join(unknown)} are not in stream {stream_name} "
+                         f"(its shards: {', '.join(s['ShardId'] for s in shards)})")
+    chosen = [s for s in shards if not shard_ids or s["ShardId"] in shard_ids]
+    return [ShardTask(s["ShardId"], _parents(s), None, share, _closed(s), at_timestamp=at_timestamp)
+            for s, share in zip(chosen, _fair_shares(max_records, len(chosen)), strict=True)]
 
 
 def _fair_shares(budget: int, shards: int) -> list[int]:
@@ -257,7 +281,7 @@ def read_shard(client: Any, stream_name: str, task: ShardTask, page_limit: int,
     the last progress yielded says which.
     """
     state = ShardProgress(task.shard_id, task.parent_shard_ids, task.start, task.start)
-    iterator: str | None = _iterator(client, stream_name, task.shard_id, state.end)
+    iterator: str | None = _iterator(client, stream_name, task.shard_id, state.end, task.at_timestamp)
     empty_pages = 0
     last_read = 0.0
     while iterator and state.records < task.share:
@@ -267,7 +291,7 @@ def read_shard(client: Any, stream_name: str, task: ShardTask, page_limit: int,
             page = _get_records(client, iterator, min(page_limit, task.share - state.records))
         except client.exceptions.ExpiredIteratorException:
             log.warning("shard %s: iterator expired; re-acquiring after %s", task.shard_id, state.end)
-            iterator = _iterator(client, stream_name, task.shard_id, state.end)
+            iterator = _iterator(client, stream_name, task.shard_id, state.end, task.at_timestamp)
             continue
         last_read = time.monotonic()
         page_records = page.get("Records", [])

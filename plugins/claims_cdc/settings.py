@@ -175,6 +175,18 @@ class Settings:
         """The channels alerts go to, by name (for logs and the README's table)."""
         return [name for name, on in (("sns", self.alert_sns_topic_arn), ("slack", self.alert_slack_conn_id),
                                       ("email", self.alert_email_to)) if on]
+    # --- Snapshot, replay and audit (the claims_cdc_snapshot, claims_cdc_replay and claims_cdc_audit DAGs) ---
+    #: The S3 bucket DynamoDB exports the table to for a snapshot (ExportTableToPointInTime); empty: the
+    #: export method refuses to start (the Scan method needs none).
+    snapshot_bucket: str = ""
+    #: The key prefix of the exports; each snapshot run writes under ``<prefix>/<run id>``.
+    snapshot_prefix: str = "claims-cdc/snapshots"
+    #: Seconds a snapshot waits for its export to complete (AWS takes minutes, more for large tables).
+    snapshot_export_timeout: int = 3_600
+    #: The audit's tables: each run's scanned keys and content hashes, the divergent keys, the counts.
+    audit_keys_table: str = "cdc_audit_keys"
+    audit_divergence_table: str = "cdc_audit_divergence"
+    audit_table: str = "cdc_audit_runs"
 
     def table_names(self) -> dict[str, str]:
         """Names available to the SQL templates in ``include/sql``."""
@@ -194,6 +206,9 @@ class Settings:
             "load_stage": self.load_stage,
             "summary_table": self.summary_table,
             "external_stage": self.external_stage,
+            "audit_keys_table": self.audit_keys_table,
+            "audit_divergence_table": self.audit_divergence_table,
+            "audit_table": self.audit_table,
         }
 
 
@@ -381,4 +396,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                      0, 86_400),
         max_clock_skew_seconds=_int(env, "CDC_MAX_CLOCK_SKEW_SECONDS", defaults.max_clock_skew_seconds, 0, 86_400),
         **_alert_settings(env, defaults, sensor_timeout),
+        # Snapshot, replay and audit
+        snapshot_bucket=_bucket(env, "CDC_SNAPSHOT_BUCKET"),
+        snapshot_prefix=(env.get("CDC_SNAPSHOT_PREFIX") or defaults.snapshot_prefix).strip("/"),
+        snapshot_export_timeout=_int(env, "CDC_SNAPSHOT_EXPORT_TIMEOUT_SECONDS", defaults.snapshot_export_timeout,
+                                     60, 86_400),
+        audit_keys_table=_identifier(env, "CDC_AUDIT_KEYS_TABLE", defaults.audit_keys_table),
+        audit_divergence_table=_identifier(env, "CDC_AUDIT_DIVERGENCE_TABLE", defaults.audit_divergence_table),
+        audit_table=_identifier(env, "CDC_AUDIT_TABLE", defaults.audit_table),
     )
+
+
+#: S3's bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _bucket(env: Mapping[str, str], name: str) -> str:
+    value = (env.get(name) or "").strip()
+    if value and not _BUCKET.match(value):
+        raise ConfigError(f"{name}={value!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.', '-')")
+    return value

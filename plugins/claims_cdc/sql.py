@@ -65,6 +65,9 @@ def load(file: str, settings: Settings, mapping: Mapping, **names: str) -> dict[
         "columns": mapping.columns,
         "all_columns": [*mapping.names, *DEST_EXTRA_COLUMNS],
         "phi_columns": [c for c in mapping.columns if c.phi],
+        # The audit's: the mapped columns an item fills (not the envelope's), and the key's column.
+        "item_columns": [c.column for c in mapping.columns if not c.source.startswith("@")],
+        "key_column": mapping.key_column,
     }
     statements = {}
     for name, (text, only) in parse(_source(file)).items():

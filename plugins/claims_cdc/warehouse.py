@@ -119,6 +119,7 @@ def stage_files(
     status: str = "STAGED",
     redriven: list[dict[str, str]] | None = None,
     external_path: str | None = None,
+    logged_positions: Any = None,
 ) -> StageCounts:
     """Stage one batch from its Parquet files and move its shards' checkpoints, in one transaction.
 
@@ -129,7 +130,9 @@ def stage_files(
     balances: ``records_read`` = rows staged + re-deliveries dropped + dead letters, or
     :class:`BatchImbalance` is raised and nothing is committed. Safe to retry: a batch already in the batch
     log is not staged again, and a batch read from positions that have since moved is refused
-    (:class:`CheckpointConflict`) instead of staged twice.
+    (:class:`CheckpointConflict`) instead of staged twice. ``logged_positions`` (a snapshot's, replay's or
+    audit's description: mode, range, parts; ids and counts only) is what the batch log keeps instead of
+    ``shards``; such a batch passes ``shards=[]`` and moves no checkpoint.
     """
     if records_read != rows + duplicates_dropped + rejected:
         raise BatchImbalance(
@@ -159,13 +162,15 @@ def stage_files(
                                      redriven=redriven, source=(
                                          f"external stage {settings.external_stage} (CDC_EXTERNAL_STAGE; its URL "
                                          f"must be CDC_BATCH_ROOT) under {external_path}/"
-                                         if external_path is not None else f"internal stage {settings.load_stage}"))
+                                         if external_path is not None else f"internal stage {settings.load_stage}"),
+                                     logged_positions=logged_positions)
 
 
 def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping, stmts: dict, loads: dict, *,
                           batch_id: str, dag_run_id: str, shards: list[dict[str, Any]], records_read: int,
                           rows: int, dropped: int, rejected: int, status: str,
-                          redriven: list[dict[str, str]] | None, source: str) -> StageCounts:
+                          redriven: list[dict[str, str]] | None, source: str,
+                          logged_positions: Any = None) -> StageCounts:
     if (done := _already_staged(session, settings, mapping, batch_id)) is not None:
         return done
     current = read_checkpoints(session, settings, mapping)
@@ -199,7 +204,8 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
     session.rowcount(
         stmts["insert_batch"],
         [batch_id, dag_run_id, settings.kinesis_stream, records_read, staged, history, rejected,
-         json.dumps(shards, separators=(",", ":")), status, dropped],
+         json.dumps(shards if logged_positions is None else logged_positions, separators=(",", ":")), status,
+         dropped],
     )
     log.info("batch %s staged: %d read = %d staged + %d re-deliveries dropped + %d dead-lettered (%d new in the "
              "history)", batch_id, records_read, staged, dropped, rejected, history)

@@ -350,3 +350,68 @@ def test_fakesnow_forgets_its_stages_when_restarted_but_keeps_its_tables(tmp_pat
         assert run(stages) == [(0,)]
     finally:
         local_stack.stop_fakesnow(cfg)
+
+
+def test_moto_export_writes_no_manifest_and_echoes_no_export_time(aws_mock):
+    """moto 5.2.5's ExportTableToPointInTime writes one gzip data file (``{"Item": ...}`` per line) under
+    ``<prefix>/AWSDynamoDB/<uuid>/data/``, and neither the manifest files AWS writes nor ``ExportManifest`` /
+    ``ExportTime`` in DescribeExport; it also exports the table as it is when asked, whatever ExportTime says.
+    Workaround in ONE place, claims_cdc.dynamodb_reader.export_data_files (listing under the run's own
+    prefix) and export_time (the time asked for)."""
+    import gzip
+    import json
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+
+    from claims_cdc.dynamodb_reader import export_data_files, export_time
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="exports")
+    arn = ddb.create_table(TableName="T", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                           AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                           BillingMode="PAY_PER_REQUEST")["TableDescription"]["TableArn"]
+    for i in range(3):
+        ddb.put_item(TableName="T", Item={"k": {"S": f"key-{i}"}})
+    with pytest.raises(ddb.exceptions.ClientError, match="PointInTimeRecoveryUnavailable"):
+        ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket="exports", S3Prefix="p", ExportFormat="DYNAMODB_JSON")
+    ddb.update_continuous_backups(TableName="T", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    asked = datetime.now(UTC) - timedelta(hours=1)
+    started = ddb.export_table_to_point_in_time(TableArn=arn, ExportTime=asked, S3Bucket="exports", S3Prefix="p/run",
+                                                ExportFormat="DYNAMODB_JSON")["ExportDescription"]
+    for _ in range(50):
+        done = ddb.describe_export(ExportArn=started["ExportArn"])["ExportDescription"]
+        if done["ExportStatus"] != "IN_PROGRESS":
+            break
+        time.sleep(0.1)
+    assert done["ExportStatus"] == "COMPLETED"
+    assert "ExportManifest" not in done and "ExportTime" not in done
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="exports", Prefix="p/run/")["Contents"]]
+    assert len(keys) == 1 and "/AWSDynamoDB/" in keys[0] and "/data/" in keys[0] and keys[0].endswith(".gz")
+    lines = gzip.decompress(s3.get_object(Bucket="exports", Key=keys[0])["Body"].read()).decode().splitlines()
+    assert sorted(json.loads(line)["Item"]["k"]["S"] for line in lines) == ["key-0", "key-1", "key-2"]
+    # the workaround: the run's own prefix is listed, and the time asked for stands for the export's
+    assert export_data_files(s3, done, "p/run") == keys
+    assert export_time(done, asked) == asked
+
+
+def test_the_dynamodb_hooks_resource_client_scans_into_plain_values_its_client_type_into_dynamodb_json(aws_mock):
+    """DynamoDBHook(...).conn.meta.client (what claims_cdc.aws.dynamodb_client returns) carries the resource's
+    deserialiser: its Scan gives ``{"k": "key-0"}``, not DynamoDB JSON, and the hook (a resource hook) refuses
+    get_client_type(). Workaround in ONE place: claims_cdc.aws.dynamodb_json_client (AwsBaseHook with
+    client_type="dynamodb") for Scan and BatchGetItem."""
+    from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+
+    from claims_cdc import aws
+
+    plain = aws.dynamodb_json_client("aws_mock")
+    plain.create_table(TableName="T", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                       AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                       BillingMode="PAY_PER_REQUEST")
+    plain.put_item(TableName="T", Item={"k": {"S": "key-0"}})
+    assert DynamoDBHook(aws_conn_id="aws_mock").conn.meta.client.scan(TableName="T")["Items"] == [{"k": "key-0"}]
+    assert plain.scan(TableName="T")["Items"] == [{"k": {"S": "key-0"}}]
+    with pytest.raises(LookupError, match="resource_type"):
+        DynamoDBHook(aws_conn_id="aws_mock").get_client_type()

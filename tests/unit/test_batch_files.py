@@ -156,3 +156,20 @@ def test_clean_up_logs_ids_and_counts_never_content(settings, root):
 def test_an_absent_root_is_nothing_to_do(settings):
     assert batch_files.remove_finished(settings, settled_before=NOW, now=NOW).to_json() == {
         "superseded": 0, "expired": 0}
+
+
+def test_the_live_sweeper_leaves_side_batches_alone_and_the_side_sweeper_expires_them(settings, root):
+    """A snapshot's batch planned before a live run's is not superseded by it: its files stay until the side
+    batch is staged, or until it is older than CDC_BATCH_FILE_MAX_AGE_HOURS (the side DAGs' own sweep)."""
+    from claims_cdc.snapshot import side_settings
+
+    side = side_settings(settings)
+    assert side.batch_root == f"{settings.batch_root}/{batch_files.SIDE_DIR}"
+    _, waiting_dir = _batch(side, "claims_cdc_snapshot.manual_1", NOW - timedelta(minutes=10))
+    old, old_dir = _batch(side, "claims_cdc_snapshot.manual_0", NOW - timedelta(hours=25))
+    live, _ = _batch(settings, "run-1", NOW - timedelta(minutes=1))
+    removed = batch_files.remove_finished(settings, settled_before=NOW, now=NOW)
+    assert removed.superseded == [live] and removed.expired == []
+    assert waiting_dir.exists() and old_dir.exists()
+    assert batch_files.remove_finished(side, settled_before=None, now=NOW).expired == [old]
+    assert waiting_dir.exists() and not old_dir.exists()

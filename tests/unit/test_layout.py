@@ -16,9 +16,10 @@ LAYERS = {
     "settings": 0, "mapping": 0, "assets": 0,                        # configuration (and the Asset it names)
     "aws": 1, "snowflake": 1,                                        # clients: the providers' hooks
     "transform": 2, "sql": 2, "kinesis_reader": 2, "warehouse": 2,   # stages
-    "batch_files": 2, "load_files": 2, "cadence": 2,
+    "batch_files": 2, "load_files": 2, "cadence": 2, "dynamodb_reader": 2,
     "pipeline": 3, "triggers": 3, "alerts": 3,                       # task bodies, the trigger's loop, alerts
     "status": 3, "summaries": 3, "run_notes": 3,                     # status at a glance, downstream summaries, run notes
+    "snapshot": 3, "replay": 3, "audit": 3,                          # task bodies of the side DAGs
     "sensors": 4,                                                    # operators the DAG wires
     "admin": 5,                                                      # the operator's command line
     "preload": 5,                                                    # what the task-starting process imports
