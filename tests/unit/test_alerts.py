@@ -274,3 +274,24 @@ def test_the_deadline_callback_opens_the_overrun_alert_once_from_the_triggerers_
     assert subject.startswith("[claims-cdc] ALERT overrun: run scheduled__2026-11-26T01:00:00+00:00 is still going")
     assert "deadline: 2026-11-26T02:00:00+00:00\n" in body and "/dags/claims_cdc/runs/scheduled__" in body
     assert [a["kind"] for a in open_alerts(SETTINGS, store)] == ["overrun"]
+
+
+def test_a_failed_run_of_a_side_dag_sends_one_alert_each_time_and_opens_no_incident(monkeypatch):
+    """Snapshot, replay, audit and the downstream summary run when a person (or the day, or a merge) starts
+    them: each failed run alerts once, with its DAG, run, reason and link, and leaves no incident open (their
+    recovery is a person's next run, which nothing could announce)."""
+    store, outbox = DictStore(), Outbox()
+    monkeypatch.setattr(alerts, "VariableStore", lambda: store)
+    monkeypatch.setattr(alerts, "send", outbox)
+    monkeypatch.setenv("CDC_ALERT_SNS_TOPIC_ARN", SETTINGS.alert_sns_topic_arn)
+    run = SimpleNamespace(dag_id="claims_cdc_snapshot", run_id="manual__2026-11-26T03:00:00+00:00")
+
+    alerts.side_run_failed({"dag_run": run, "reason": "task_failure"})
+    alerts.side_run_failed({"dag_run": run, "reason": "task_failure"})
+
+    assert len(outbox) == 2
+    subject, body = outbox[0]
+    assert subject == "[claims-cdc] ALERT failure: claims_cdc_snapshot run manual__2026-11-26T03:00:00+00:00 failed"
+    assert "dag: claims_cdc_snapshot\n" in body and "reason: task_failure\n" in body
+    assert "/dags/claims_cdc_snapshot/runs/manual__2026-11-26T03%3A00%3A00%2B00%3A00" in body
+    assert open_alerts(SETTINGS, store) == []
