@@ -51,6 +51,9 @@ from typing import Any
 
 from claims_cdc.settings import PROJECT_ROOT, Settings, load_settings
 
+#: The launcher every measured child runs under, so that its peak RSS is its own (see the module).
+PEAK_RSS = Path(__file__).with_name("peak_rss.py")
+
 DEFAULT_CHANGES = 100_000
 DEFAULT_SEED = 20_261_125
 DEFAULT_CHART = PROJECT_ROOT / "dev" / "figures" / "bench.png"
@@ -381,25 +384,31 @@ def verify(drain: str, settings: Settings, stream: Any) -> tuple[list[dict[str, 
 
 
 def run_measured(argv: list[str], env: dict[str, str], log: Path, timeout: float) -> tuple[int, float, float]:
-    """Run ``argv`` to its end; (exit code, wall seconds, peak RSS in MiB of it and what it waited for)."""
+    """Run ``argv`` to its end; (exit code, wall seconds, its own peak RSS in MiB).
+
+    Through :mod:`claims_cdc_dev.peak_rss` (a small launcher): a child forked from this process would
+    report this process's peak (the floors hold the whole stream), not its own.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    peak = log.with_suffix(".rss.json")
+    peak.unlink(missing_ok=True)
     with log.open("wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, str(PEAK_RSS), str(peak), "--", *argv], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
         timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         except BaseException:  # the bench stopped (Ctrl-C, SIGTERM): nothing of it left running
             os.killpg(proc.pid, signal.SIGKILL)
-            os.waitpid(proc.pid, 0)
+            proc.wait()
             raise
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, seconds, usage.ru_maxrss / 1024  # Linux: ru_maxrss in KiB
+    rss_kib = json.loads(peak.read_text())["peak_rss_kib"] if peak.exists() else math.nan
+    return proc.returncode, seconds, rss_kib / 1024  # Linux: ru_maxrss in KiB
 
 
 def _tool_env(config: BenchConfig, pythonpath: str) -> dict[str, str]:

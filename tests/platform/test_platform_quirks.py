@@ -415,3 +415,31 @@ def test_the_dynamodb_hooks_resource_client_scans_into_plain_values_its_client_t
     assert plain.scan(TableName="T")["Items"] == [{"k": {"S": "key-0"}}]
     with pytest.raises(LookupError, match="resource_type"):
         DynamoDBHook(aws_conn_id="aws_mock").get_client_type()
+
+
+@pytest.mark.second_process  # a subprocess that holds 400 MB: server-less, memory-heavy
+def test_a_childs_peak_rss_starts_at_its_parents_unless_started_from_a_small_launcher(tmp_path):
+    """Workaround: claims_cdc_dev.peak_rss. On Linux ``ru_maxrss`` survives fork and exec: a child of a big
+    process reports the parent's resident size as its own peak, so the bench (which holds a whole stream for
+    its floors) reported its own size for every drain. Started from the launcher, the child's peak is its own."""
+    import subprocess
+    import textwrap
+
+    from claims_cdc_dev.bench import PEAK_RSS
+
+    big_parent = textwrap.dedent(f"""
+        import json, os, subprocess, sys
+        held = bytearray(400 * 2**20)  # 400 MB, touched
+        for i in range(0, len(held), 4096):
+            held[i] = 1
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        direct = os.wait4(child.pid, 0)[2].ru_maxrss
+        subprocess.run([sys.executable, {str(PEAK_RSS)!r}, {str(tmp_path / "peak.json")!r}, "--",
+                        sys.executable, "-c", "pass"], check=True)
+        print(json.dumps({{"direct_kib": direct}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", big_parent], capture_output=True, text=True, check=True)
+    direct_mib = json.loads(done.stdout)["direct_kib"] / 1024
+    launched_mib = json.loads((tmp_path / "peak.json").read_text())["peak_rss_kib"] / 1024
+    assert direct_mib > 400  # "python -c pass" does not need 400 MB: the parent's size, inherited
+    assert launched_mib < 100

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections import Counter, defaultdict
 from itertools import pairwise
 
@@ -150,3 +152,12 @@ def test_settings_default_to_the_issues_stream_and_keep_other_sizes_off_the_comm
     assert large.drains == () and large.chart == tmp_path / "bench" / "bench-400000.png"
     with pytest.raises(SystemExit, match="unknown drain"):
         bench.BenchConfig.from_env({"BENCH_DRAINS": "in-process,dlt"})
+
+
+def test_a_measured_child_reports_its_own_peak_rss_exit_code_and_output(tmp_path):
+    from claims_cdc_dev.bench import run_measured
+
+    grow = "import sys; held = bytearray(120 * 2**20); print('grew'); sys.exit(3)"
+    code, seconds, rss_mib = run_measured([sys.executable, "-c", grow], dict(os.environ), tmp_path / "c.log", 60)
+    assert (code, (tmp_path / "c.log").read_text()) == (3, "grew\n")
+    assert 120 < rss_mib < 250 and seconds > 0
