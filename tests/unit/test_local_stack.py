@@ -60,3 +60,18 @@ def test_the_deployment_defines_the_api_connection_runs_write_their_notes_throug
         host, port, schema = conn["host"], conn["port"], conn["schema"]
 
     assert run_notes._api_base(_Conn()) == cfg.ui_url
+
+
+def test_runs_have_a_deadline_under_make_up_only_since_airflow_dags_test_fails_on_one(tmp_path, monkeypatch):
+    """`airflow dags test` / dag.test() fail a successful run of a DAG with a Deadline Alert (tests/platform):
+    the stack on its own (tests, bench, `airflow dags test`) writes no deadline, `make up` the default one."""
+    from claims_cdc.settings import load_settings
+
+    monkeypatch.delenv("CDC_RUN_DEADLINE_SECONDS", raising=False)
+    cfg = stack.StackConfig(state_dir=tmp_path)
+    alone = stack.connection_env(cfg)
+    deployed = {**alone, **stack.airflow_env(cfg)}
+    assert load_settings(alone).run_deadline_seconds == 0
+    assert load_settings(deployed).run_deadline_seconds == 3600
+    monkeypatch.setenv("CDC_RUN_DEADLINE_SECONDS", "21")  # a test deployment's own (test_overrun_deployment)
+    assert stack.airflow_env(cfg)["CDC_RUN_DEADLINE_SECONDS"] == "21"
