@@ -31,13 +31,7 @@ SETTINGS = load_settings()
     tags=["cdc", "snowflake", "downstream"],
     # A failed run sends one alert (DAG, run, reason, link: never record content) to the alert channels.
     on_failure_callback=side_run_failed,
-    default_args={
-        "owner": "data-engineering",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=10),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=5),
-    },
+    default_args=SETTINGS.task_defaults(),
 )
 def claims_by_status():
     @task(execution_timeout=timedelta(minutes=10))

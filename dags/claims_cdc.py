@@ -103,14 +103,7 @@ def _task_started_at():
     allowed_run_types=["scheduled", "manual", "asset_triggered", "operator_triggered"],
     doc_md=__doc__,
     tags=["cdc", "dynamodb", "kinesis", "snowflake", "phi"],
-    default_args={
-        "owner": "data-engineering",
-        "retries": SETTINGS.task_retries,
-        "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=5),
-        "on_failure_callback": _alert_task_failed,
-    },
+    default_args={**SETTINGS.task_defaults(), "on_failure_callback": _alert_task_failed},
     params={
         "max_records": Param(
             SETTINGS.max_records,

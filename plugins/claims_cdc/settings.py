@@ -13,7 +13,9 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 #: The repository root: plugins/claims_cdc/settings.py -> three levels up.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -171,10 +173,6 @@ class Settings:
     #: @continuous a run waits up to its sensor_timeout for records, so this must be longer.
     run_deadline_seconds: int = 3_600
 
-    def alert_channels(self) -> list[str]:
-        """The channels alerts go to, by name (for logs and the README's table)."""
-        return [name for name, on in (("sns", self.alert_sns_topic_arn), ("slack", self.alert_slack_conn_id),
-                                      ("email", self.alert_email_to)) if on]
     # --- Snapshot, replay and audit (the claims_cdc_snapshot, claims_cdc_replay and claims_cdc_audit DAGs) ---
     #: The S3 bucket DynamoDB exports the table to for a snapshot (ExportTableToPointInTime); empty: the
     #: export method refuses to start (the Scan method needs none).
@@ -187,6 +185,18 @@ class Settings:
     audit_keys_table: str = "cdc_audit_keys"
     audit_divergence_table: str = "cdc_audit_divergence"
     audit_table: str = "cdc_audit_runs"
+
+    def alert_channels(self) -> list[str]:
+        """The channels alerts go to, by name (for logs and the README's table)."""
+        return [name for name, on in (("sns", self.alert_sns_topic_arn), ("slack", self.alert_slack_conn_id),
+                                      ("email", self.alert_email_to)) if on]
+
+    def task_defaults(self) -> dict[str, Any]:
+        """Every DAG's ``default_args``: the owner, and ``CDC_TASK_RETRIES`` retries with back-off from
+        ``CDC_RETRY_DELAY_SECONDS`` (doubled each try, at most 5 minutes)."""
+        return {"owner": "data-engineering", "retries": self.task_retries,
+                "retry_delay": timedelta(seconds=self.retry_delay_seconds), "retry_exponential_backoff": True,
+                "max_retry_delay": timedelta(minutes=5)}
 
     def table_names(self) -> dict[str, str]:
         """Names available to the SQL templates in ``include/sql``."""

@@ -76,12 +76,18 @@ def test_claims_cdc_shape(dagbag):
     assert str(checked.trigger_rule) in {"none_failed", "TriggerRule.NONE_FAILED"}
 
 
-def test_failures_and_overruns_alert_through_callbacks(dagbag):
-    dag = dagbag.get_dag("claims_cdc")
+def test_failures_and_overruns_alert_through_callbacks(monkeypatch):
+    # The tests' stack writes CDC_RUN_DEADLINE_SECONDS=0 (dag.test() cannot run a DAG with a deadline): parsed
+    # here as a deployment sets it.
+    monkeypatch.setenv("CDC_RUN_DEADLINE_SECONDS", "3600")
+    dag = _OfflineDagBag().get_dag("claims_cdc")
     assert dag.on_failure_callback is not None  # a failed run (and the pause after five in a row)
     assert all(task.on_failure_callback for task in dag.tasks)  # a task's retries spent
     [deadline] = dag.deadline  # a run past CDC_RUN_DEADLINE_SECONDS, through Airflow's Deadline Alerts
     assert deadline.callback.path == "claims_cdc.alerts.run_overran"
+    assert deadline.interval.total_seconds() == 3600
+    monkeypatch.setenv("CDC_RUN_DEADLINE_SECONDS", "0")
+    assert _OfflineDagBag().get_dag("claims_cdc").deadline is None
 
 
 def test_the_merge_publishes_the_destination_asset_and_claims_by_status_is_scheduled_on_it(dagbag):
