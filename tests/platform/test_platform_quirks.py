@@ -290,7 +290,7 @@ def test_soft_fail_sensor_turns_an_airflow_fail_exception_into_a_skip(where):
 
 
 @pytest.mark.stack
-def test_dag_test_of_a_dag_with_a_deadline_alert_fails_when_the_run_succeeds(stack, clean_pipeline):
+def test_dag_test_of_a_dag_with_a_deadline_alert_fails_when_the_run_succeeds(stack, clean_pipeline, monkeypatch):
     """dag.test() serializes the DAG in memory (no deadline_alert rows), so its scheduler DAG's ``deadline``
     holds encoded alerts, not row ids, and the success path's lookup by id fails. Worked around in
     tests/helpers.py (``without_deadline``), for dag.test() only; the scheduler writes the rows. Shown with
@@ -300,6 +300,8 @@ def test_dag_test_of_a_dag_with_a_deadline_alert_fails_when_the_run_succeeds(sta
 
     from claims_cdc.settings import PROJECT_ROOT
     from helpers import fresh_metadata_connections, without_deadline
+
+    monkeypatch.setenv("CDC_RUN_DEADLINE_SECONDS", "3600")  # as `make up` sets it (the tests' stack: 0)
 
     def claims_cdc():
         fresh_metadata_connections()
