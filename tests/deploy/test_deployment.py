@@ -144,11 +144,14 @@ def test_log_in_open_claims_cdc_trigger_a_run_and_see_it_succeed(deployment, pag
     page.get_by_label("Username").fill(deployment.user)
     page.get_by_label("Password").fill(deployment.password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("link", name="Dags").first).to_be_visible()  # the signed-in navigation
+    # The UI loads its data after the page (a progress bar while it does): under a loaded machine (CI runs
+    # this beside the whole suite) that takes longer than expect()'s 5 s default.
+    loaded = 30_000
+    expect(page.get_by_role("link", name="Dags").first).to_be_visible(timeout=loaded)  # signed-in navigation
 
     page.goto(f"{deployment.ui_url}/dags/claims_cdc", wait_until="networkidle")
-    expect(page.get_by_role("heading", name="claims_cdc")).to_be_visible()
-    expect(page.get_by_text("@continuous")).to_be_visible()
+    expect(page.get_by_role("heading", name="claims_cdc")).to_be_visible(timeout=loaded)
+    expect(page.get_by_text("@continuous")).to_be_visible(timeout=loaded)
 
     page.get_by_role("button", name="Trigger Dag").click()
     form = page.get_by_role("dialog")
