@@ -53,8 +53,26 @@ def _cell(value: Any, kind: pa.DataType) -> Any:
 
 
 def rows_table(mapping: Mapping, batch_id: str, rows: list[dict[str, Any]]) -> pa.Table:
-    """The rows as an Arrow table of :func:`row_schema`, column by column (every row gets ``batch_id``)."""
+    """The rows as an Arrow table of :func:`row_schema` (every row gets ``batch_id``).
+
+    The transform's rows (images as JSON text, INTEGER columns as Python ints) are converted by Arrow in one
+    call, as a struct array whose fields are the columns: a third of the time of gathering each column in
+    Python. Keys the schema lacks are ignored and missing ones are null, as column by column.
+    """
     schema = row_schema(mapping)
+    loaded = pa.schema([field for field in schema if field.name != "cdc_batch_id"])
+    try:
+        columns = pa.array(rows, type=pa.struct(loaded)).flatten()
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # an image given as a map: the column by column path
+        return _rows_table_by_column(schema, batch_id, rows)
+    by_name = dict(zip(loaded.names, columns, strict=True))
+    by_name["cdc_batch_id"] = pa.array([batch_id] * len(rows), type=pa.string())
+    return pa.Table.from_arrays([by_name[name] for name in schema.names], schema=schema)
+
+
+def _rows_table_by_column(schema: pa.Schema, batch_id: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """:func:`rows_table` column by column: images given as maps (a caller's rows, not the transform's) are
+    written as JSON text; any other value Arrow cannot take raises here, naming no value."""
     arrays = []
     for field in schema:
         if field.name == "cdc_batch_id":
