@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from queue import Full, Queue
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -138,50 +138,84 @@ def read_shard(settings: Settings, shard: dict[str, Any]) -> dict[str, Any]:
     anew from the same checkpoint. Returns the shard's positions and counts, never records.
     """
     task = ShardTask.from_json(shard)
-    mapping = mapping_for(settings)
-    rules = time_rules(settings, shard)
     started_at = datetime.fromisoformat(shard["started_at"]) if shard.get("started_at") else None
-    files = {kind: batch_files.shard_file(shard["uri"], kind, task.shard_id) for kind in ("rows", "rejected")}
-    for uri in files.values():  # a killed try's files
-        batch_files.remove_file(settings, uri)
-    rows = load_files.ParquetSink(load_files.row_schema(mapping),
-                                  lambda: batch_files.open_for_write(settings, files["rows"]))
-    rejected = load_files.ParquetSink(load_files.REJECTED_SCHEMA,
-                                      lambda: batch_files.open_for_write(settings, files["rejected"]))
-    seen: set[str] = set()
-    dropped = 0
     progress = None
     kinesis = aws.kinesis_client(settings.aws_conn_id)
-    try:
+    with PartWriter(settings, mapping_for(settings), time_rules(settings, shard), shard["batch_id"], shard["uri"],
+                    task.shard_id) as part:
         pages = kinesis_reader.read_shard(kinesis, settings.kinesis_stream, task, settings.get_records_limit,
                                           started_at)
         for page, state in _read_ahead(pages):
             progress = state
-            for start in range(0, len(page), ROW_GROUP_RECORDS):  # rows are held a row group at a time
-                result = transform_records(page[start:start + ROW_GROUP_RECORDS], mapping, rules)
-                unique = []
-                for row in result.rows:
-                    if row["cdc_content_hash"] in seen:  # the same change again (same or new eventID)
-                        dropped += 1
-                        continue
-                    seen.add(row["cdc_content_hash"])
-                    unique.append(row)
-                rows.write(load_files.rows_table(mapping, shard["batch_id"], unique))
-                rejected.write(load_files.rejected_table(shard["batch_id"], result.rejected))
-                for bad in result.rejected:
-                    log.warning("rejected shard %s sequence %s: %s", bad["shard_id"], bad["sequence_number"],
-                                bad["reason"])
-    finally:
-        rows.close()
-        rejected.close()
+            part.write(page)
     assert progress is not None  # read_shard always yields its final progress
     done = {**progress.to_json(), "batch_id": shard["batch_id"], "uri": shard["uri"],
-            "retention_hours": shard["retention_hours"], "rows": rows.rows, "duplicates_dropped": dropped,
-            "rejected": rejected.rows}
+            "retention_hours": shard["retention_hours"], "rows": part.rows, "duplicates_dropped": part.dropped,
+            "rejected": part.rejected}
     log.info("batch %s shard %s: %d records after %s up to %s%s: %d rows, %d re-deliveries dropped, %d rejected",
              shard["batch_id"], task.shard_id, progress.records, progress.start, progress.end,
-             " (drained)" if progress.drained else "", rows.rows, dropped, rejected.rows)
+             " (drained)" if progress.drained else "", part.rows, part.dropped, part.rejected)
     return done
+
+
+class PartWriter:
+    """One part of a batch (a live shard's read, a side batch's part), transformed as its records come into
+    ``rows/<part>.parquet`` (unique changes) and ``rejected/<part>.parquet`` (dead letters with their reason).
+
+    Records are transformed and written :data:`ROW_GROUP_RECORDS` at a time, so memory holds one page and one
+    row group, whatever the part's size. A change already written in this part (the same content hash, under
+    the same or a new eventID) is dropped and counted. The part's files of a killed try are removed first:
+    a retry writes them anew. ``settings`` decides where the files go (the side batches' root for those).
+    """
+
+    def __init__(self, settings: Settings, mapping: Mapping, rules: TimeRules, batch_id: str, uri: str,
+                 part_id: str):
+        self._mapping, self._rules, self._batch_id, self._part_id = mapping, rules, batch_id, part_id
+        files = {kind: batch_files.shard_file(uri, kind, part_id) for kind in ("rows", "rejected")}
+        for file in files.values():  # a killed try's files
+            batch_files.remove_file(settings, file)
+        self._rows = load_files.ParquetSink(load_files.row_schema(mapping),
+                                            lambda: batch_files.open_for_write(settings, files["rows"]))
+        self._rejected = load_files.ParquetSink(load_files.REJECTED_SCHEMA,
+                                                lambda: batch_files.open_for_write(settings, files["rejected"]))
+        self._seen: set[str] = set()
+        self.records = self.dropped = 0
+
+    @property
+    def rows(self) -> int:
+        return self._rows.rows
+
+    @property
+    def rejected(self) -> int:
+        return self._rejected.rows
+
+    def write(self, records: list[SourceRecord]) -> None:
+        self.records += len(records)
+        for start in range(0, len(records), ROW_GROUP_RECORDS):  # rows are held a row group at a time
+            result = transform_records(records[start:start + ROW_GROUP_RECORDS], self._mapping, self._rules)
+            unique = []
+            for row in result.rows:
+                if row["cdc_content_hash"] in self._seen:  # the same change again (same or new eventID)
+                    self.dropped += 1
+                    continue
+                self._seen.add(row["cdc_content_hash"])
+                unique.append(row)
+            self._rows.write(load_files.rows_table(self._mapping, self._batch_id, unique))
+            self._rejected.write(load_files.rejected_table(self._batch_id, result.rejected))
+            for bad in result.rejected:
+                log.warning("rejected %s at %s: %s", bad["shard_id"], bad["sequence_number"], bad["reason"])
+
+    def close(self) -> None:
+        try:
+            self._rows.close()
+        finally:
+            self._rejected.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _read_ahead(pages: Iterator[_T]) -> Iterator[_T]:

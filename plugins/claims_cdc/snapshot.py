@@ -30,13 +30,13 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from claims_cdc import aws, batch_files, dynamodb_reader, load_files, warehouse
+from claims_cdc import aws, batch_files, dynamodb_reader, warehouse
 from claims_cdc.mapping import Mapping, load_mapping
-from claims_cdc.pipeline import ROW_GROUP_RECORDS, fails_without_retry
+from claims_cdc.pipeline import PartWriter, fails_without_retry
 from claims_cdc.settings import ConfigError, Settings
 from claims_cdc.snowflake import session
 from claims_cdc.sql import load
-from claims_cdc.transform import SourceRecord, TimeRules, transform_records
+from claims_cdc.transform import SourceRecord, TimeRules
 
 log = logging.getLogger(__name__)
 
@@ -61,39 +61,14 @@ def write_part(settings: Settings, batch: dict[str, Any], part_id: str,
     """Transform records page by page into the side batch's ``rows/<part>.parquet`` and
     ``rejected/<part>.parquet`` (as a live shard's task does); copies of a change in the part are dropped.
     Safe to retry: the part's files are written anew. Returns counts only."""
-    side = side_settings(settings)
-    mapping = load_mapping(settings.mapping_path)
-    files = {kind: batch_files.shard_file(batch["uri"], kind, part_id) for kind in ("rows", "rejected")}
-    for uri in files.values():
-        batch_files.remove_file(side, uri)
-    rows = load_files.ParquetSink(load_files.row_schema(mapping), lambda: batch_files.open_for_write(side, files["rows"]))
-    rejected = load_files.ParquetSink(load_files.REJECTED_SCHEMA,
-                                      lambda: batch_files.open_for_write(side, files["rejected"]))
-    seen: set[str] = set()
-    records = dropped = 0
-    try:
+    with PartWriter(side_settings(settings), load_mapping(settings.mapping_path), rules or TimeRules(),
+                    batch["batch_id"], batch["uri"], part_id) as part:
         for page in pages:
-            records += len(page)
-            for start in range(0, len(page), ROW_GROUP_RECORDS):
-                result = transform_records(page[start:start + ROW_GROUP_RECORDS], mapping, rules or TimeRules())
-                unique = []
-                for row in result.rows:
-                    if row["cdc_content_hash"] in seen:
-                        dropped += 1
-                        continue
-                    seen.add(row["cdc_content_hash"])
-                    unique.append(row)
-                rows.write(load_files.rows_table(mapping, batch["batch_id"], unique))
-                rejected.write(load_files.rejected_table(batch["batch_id"], result.rejected))
-                for bad in result.rejected:
-                    log.warning("rejected %s position %s: %s", bad["shard_id"], bad["sequence_number"], bad["reason"])
-    finally:
-        rows.close()
-        rejected.close()
+            part.write(page)
     log.info("side batch %s part %s: %d records, %d rows, %d copies dropped, %d rejected", batch["batch_id"],
-             part_id, records, rows.rows, dropped, rejected.rows)
-    return {"batch_id": batch["batch_id"], "uri": batch["uri"], "part_id": part_id, "records": records,
-            "rows": rows.rows, "duplicates_dropped": dropped, "rejected": rejected.rows}
+             part_id, part.records, part.rows, part.dropped, part.rejected)
+    return {"batch_id": batch["batch_id"], "uri": batch["uri"], "part_id": part_id, "records": part.records,
+            "rows": part.rows, "duplicates_dropped": part.dropped, "rejected": part.rejected}
 
 
 def log_side_run(settings: Settings, batch_id: str, dag_run_id: str, description: dict[str, Any],
