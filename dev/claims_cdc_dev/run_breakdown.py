@@ -104,7 +104,17 @@ class Breakdown:
                        for part in PARTS}
                 for task in self.task_order
             },
+            "slowest_run": self.slowest(),
         }
+
+    def slowest(self) -> dict[str, Any] | None:
+        """The longest run, with each task of its critical path: a freshness tail is one or two such runs."""
+        if not self.runs:
+            return None
+        run = max(self.runs, key=lambda r: r.seconds)
+        return {"run_id": run.run_id, "run_s": round(run.seconds, 2), "gap_before_s": run.gap_before,
+                "critical_path_s": {task: {part: round(value, 2) for part, value in run.tasks[task].parts.items()}
+                                    for task in run.critical_path}}
 
 
 def breakdown(runs: list[Mapping[str, Any]], task_instances: list[Mapping[str, Any]],
@@ -176,6 +186,11 @@ def format_breakdown(result: Breakdown) -> str:
     for task, parts in summary["tasks_s"].items():
         lines.append(f"  {task:24s}" + "".join(f"{_fmt(parts[p]):>{w}s}" for p, w in zip(PARTS, (12, 10, 10),
                                                                                        strict=True)))
+    slowest = summary["slowest_run"]
+    lines.append(f"  the slowest run, {slowest['run_id']}: {slowest['run_s']:.2f}; its critical path (scheduling / "
+                 "start-up / running): " + ", ".join(
+                     f"{task} {' / '.join(_fmt(parts[p]) for p in PARTS)}"
+                     for task, parts in slowest["critical_path_s"].items()))
     return "\n".join(lines)
 
 

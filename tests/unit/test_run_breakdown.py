@@ -77,5 +77,14 @@ def test_the_summary_holds_medians_per_task_in_the_order_tasks_ran():
     assert "2 runs that merged" in text and "merged_counts" in text
 
 
+def test_the_slowest_run_is_named_with_its_critical_path():
+    summary = breakdown(RUNS, TIS, UPSTREAM).summary()
+    first, second = breakdown(RUNS, TIS, UPSTREAM).runs
+    slow = max((first, second), key=lambda run: run.seconds)
+    assert summary["slowest_run"]["run_id"] == slow.run_id and summary["slowest_run"]["run_s"] == slow.seconds
+    assert list(summary["slowest_run"]["critical_path_s"]) == slow.critical_path
+    assert f"the slowest run, {slow.run_id}" in format_breakdown(breakdown(RUNS, TIS, UPSTREAM))
+
+
 def test_no_run_that_merged_says_so():
     assert "no finished run merged" in format_breakdown(breakdown(RUNS[2:], TIS, UPSTREAM))
