@@ -35,8 +35,13 @@ from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
 from airflow.sdk import ObjectStoragePath
 
-# The task bodies (the Snowflake hook and connector, pyarrow, the stages) and what the DAG file imports.
+# The task bodies (the Snowflake hook and connector, pyarrow, the stages) and what the DAG file imports;
+# the run's last tasks (its note, the alerts check, the reconciliation's cadence) and the destination Asset.
+import claims_cdc.alerts
+import claims_cdc.assets
+import claims_cdc.cadence
 import claims_cdc.pipeline
+import claims_cdc.run_notes
 import claims_cdc.sensors
 
 __all__ = ["DynamoDBHook", "KinesisHook", "ObjectStoragePath", "airflow", "claims_cdc"]
