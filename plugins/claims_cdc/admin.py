@@ -23,8 +23,8 @@ import sys
 from collections.abc import Iterator
 
 from claims_cdc import pipeline, sql, status, warehouse
-from claims_cdc.mapping import load_mapping
-from claims_cdc.settings import load_settings
+from claims_cdc.mapping import Mapping, load_mapping
+from claims_cdc.settings import Settings, load_settings
 from claims_cdc.snowflake import session
 
 
@@ -61,38 +61,44 @@ def main(argv: list[str] | None = None) -> int:
                                             if statement.snowflake_only else ""))
             print(statement.text + ";\n")
         return 0
+    if args.command == "teardown" and not args.yes:
+        parser.error("teardown drops the tables: pass --yes")
+    with _log_lines_to_stderr():  # stdout holds the command's output alone
+        output, code = _run(args, settings, mapping)
+    print(output)
+    return code
+
+
+def _run(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> tuple[str, int]:
+    """The command's output (its text, or JSON) and exit status."""
     if args.command == "redrive":
-        result = pipeline.redrive(settings, limit=args.limit, run_id=f"redrive by {args.operator}")
-        print(json.dumps(result, indent=2))
-        return 0
+        return json.dumps(pipeline.redrive(settings, limit=args.limit, run_id=f"redrive by {args.operator}"),
+                          indent=2), 0
     if args.command == "status":
-        with _log_lines_to_stderr(), contextlib.ExitStack() as opened:
+        with contextlib.ExitStack() as opened:
             current = status.read_status(
                 settings, mapping, lambda: opened.enter_context(session(settings.snowflake_conn_id,
                                                                          settings.snowflake_emulator)),
                 records_bound=args.bound)
-        print(status.to_json(current) if args.json else status.format_status(current))
-        return 1 if status.unavailable_sections(current) else 0
-    if args.command == "teardown" and not args.yes:
-        parser.error("teardown drops the tables: pass --yes")
+        return (status.to_json(current) if args.json else status.format_status(current),
+                1 if status.unavailable_sections(current) else 0)
     with session(settings.snowflake_conn_id, settings.snowflake_emulator) as snow:
         if args.command == "report":
-            print(format_report(warehouse.report(snow, settings, mapping)))
-        elif args.command == "accept-gap":
+            return format_report(warehouse.report(snow, settings, mapping)), 0
+        if args.command == "accept-gap":
             batch_id = warehouse.accept_gap(snow, settings, mapping, shard_id=args.shard_id, operator=args.operator)
-            print(f"shard {args.shard_id} restarts at TRIM_HORIZON (logged as {batch_id})")
-        elif args.command == "setup":
+            return f"shard {args.shard_id} restarts at TRIM_HORIZON (logged as {batch_id})", 0
+        if args.command == "setup":
             skipped = warehouse.run_setup(snow, settings, mapping)
-            print("setup done" + (f"; skipped on the emulator: {', '.join(skipped)}" if skipped else ""))
-        else:
-            warehouse.run_teardown(snow, settings, mapping)
-            print("teardown done")
-    return 0
+            return "setup done" + (f"; skipped on the emulator: {', '.join(skipped)}" if skipped else ""), 0
+        warehouse.run_teardown(snow, settings, mapping)
+        return "teardown done", 0
 
 
 @contextlib.contextmanager
 def _log_lines_to_stderr() -> Iterator[None]:
-    """Log lines go to stderr, so that stdout holds the command's output alone (``--json`` parses).
+    """Log lines go to stderr, so that stdout holds the command's output alone (``status --json`` parses,
+    ``report`` pipes).
 
     Platform surprise: Airflow's logging set-up (airflow._shared.logging.structlog.configure_logging) writes
     every log line, the connector's and the hooks' included, to stdout: its root handler holds the stdout of

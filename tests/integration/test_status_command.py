@@ -121,3 +121,23 @@ def _iso(micros: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(micros / 1_000_000, tz=UTC).isoformat()
+
+
+def test_report_prints_the_report_alone_on_stdout(settings, snow, clean_pipeline):
+    """`admin report` (dead letters by reason, unmapped attributes) is pipeable: the connector's and the hooks'
+    log lines go to stderr, as for `status --json`; the report holds counts and reasons, no value."""
+    kinesis = aws.kinesis_client(settings.aws_conn_id)
+    kinesis.put_record(StreamName=settings.kinesis_stream, PartitionKey="REPORT-BAD", Data=b"{not json")
+    assert run_dag().state == "success"
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
+    done = subprocess.run([sys.executable, "-m", "claims_cdc.admin", "report"], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    reasons = query(snow, f"SELECT reason FROM {table(settings, settings.rejected_table)}")
+    assert lines[:2] == ["dead letters by reason (records, waiting for a re-drive):",
+                         f"  {1:>8} {1:>8}  {reasons[0][0]}"]
+    assert lines[2].startswith("attributes the mapping does not know") and len(lines) == 4
+    assert "Snowflake Connector" in done.stderr  # the log lines are still there, on stderr
+    assert "REPORT-BAD" not in done.stdout + done.stderr
