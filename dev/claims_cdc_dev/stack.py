@@ -99,6 +99,26 @@ def config_from_env(env: dict[str, str] | None = None) -> StackConfig:
     )
 
 
+def fernet_key(state_dir: Path) -> str:
+    """The stack's Fernet key (Airflow encrypts Variables and connections with it), kept in
+    ``<state_dir>/fernet.key`` (0600) across restarts, which reset everything else.
+
+    Workaround: without one set, every ``airflow db migrate`` of a fresh AIRFLOW_HOME writes an airflow.cfg
+    with a new random key, while a process that imported Airflow before the restart keeps the old one. The
+    test session imports Airflow before its stack starts: with an airflow.cfg left by an earlier session it
+    encrypted Variables (the alert incidents) with that session's key, and every process started after could
+    not read them. Covered by tests/unit/test_local_stack.py.
+    """
+    path = state_dir / "fernet.key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
 def connection_env(cfg: StackConfig) -> dict[str, str]:
     """The environment that points Airflow, the hooks and the tools at this stack."""
     airflow_home = cfg.state_dir / "airflow"
@@ -127,6 +147,7 @@ def connection_env(cfg: StackConfig) -> dict[str, str]:
     }
     return {
         "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__FERNET_KEY": fernet_key(cfg.state_dir),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 
@@ -75,3 +76,21 @@ def test_runs_have_a_deadline_under_make_up_only_since_airflow_dags_test_fails_o
     assert load_settings(deployed).run_deadline_seconds == 3600
     monkeypatch.setenv("CDC_RUN_DEADLINE_SECONDS", "21")  # a test deployment's own (test_overrun_deployment)
     assert stack.airflow_env(cfg)["CDC_RUN_DEADLINE_SECONDS"] == "21"
+
+
+def test_the_fernet_key_outlives_a_restart_that_resets_the_airflow_home(tmp_path):
+    """Every process of a stack folder encrypts and decrypts Variables (the alert incidents) with one key, kept
+    across restarts; before, each fresh AIRFLOW_HOME's `airflow db migrate` wrote a new random one, and a test
+    session that had imported Airflow before its stack restarted wrote Variables no later process could read."""
+    from cryptography.fernet import Fernet
+
+    cfg = stack.StackConfig(state_dir=tmp_path / "state")
+    key = stack.connection_env(cfg)["AIRFLOW__CORE__FERNET_KEY"]
+    token = Fernet(key.encode()).encrypt(b"incident")
+    (cfg.state_dir / "airflow").mkdir()
+    (cfg.state_dir / "airflow" / "airflow.cfg").write_text("[core]\nfernet_key = another\n")
+    shutil.rmtree(cfg.state_dir / "airflow")  # as `stack up` resets the folder (the key file stays)
+    again = stack.connection_env(cfg)["AIRFLOW__CORE__FERNET_KEY"]
+    assert Fernet(again.encode()).decrypt(token) == b"incident"
+    assert (cfg.state_dir / "fernet.key").stat().st_mode & 0o777 == 0o600
+    assert stack.connection_env(stack.StackConfig(state_dir=tmp_path / "other"))["AIRFLOW__CORE__FERNET_KEY"] != key
