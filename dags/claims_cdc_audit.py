@@ -22,38 +22,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from claims_cdc.alerts import side_run_failed
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import load_settings
+from claims_cdc.side_dags import side_dag_arguments, side_run_id
 
 SETTINGS = load_settings()
 load_mapping(SETTINGS.mapping_path)
 
 
-def _run_id() -> str:
-    context = get_current_context()
-    return f"{context['dag'].dag_id}.{context['run_id']}"
-
-
-@dag(
-    schedule="@daily",
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+@dag(schedule="@daily", **side_dag_arguments(
+    SETTINGS, __doc__, ["cdc", "dynamodb", "snowflake", "phi", "audit"],
     # Created paused, whatever the deployment's default: an audit while the pipeline is still catching up
     # "repairs" what the stream is about to deliver (and its merge takes the live batch's staged rows, so the
     # live merge's Asset event counts none of them). Unpause it once claims_cdc is caught up.
     is_paused_upon_creation=True,
     # An audit checks the table as it is now: a backfill of past days would only repeat it.
     allowed_run_types=["scheduled", "manual", "operator_triggered"],
-    doc_md=__doc__,
-    tags=["cdc", "dynamodb", "snowflake", "phi", "audit"],
-    # A failed run sends one alert (DAG, run, reason, link: never record content) to the alert channels.
-    on_failure_callback=side_run_failed,
-    default_args=SETTINGS.task_defaults(),
     params={
         "segments": Param(
             4,
@@ -70,7 +56,7 @@ def _run_id() -> str:
             description="Off: find and record the divergent keys only.",
         ),
     },
-)
+))
 def claims_cdc_audit():
     @task(execution_timeout=timedelta(minutes=5))
     def audit_plan() -> list[dict]:
@@ -93,7 +79,7 @@ def claims_cdc_audit():
         from claims_cdc.audit import find_divergence
 
         audit_id = next(s["audit_id"] for s in segments)
-        return find_divergence(SETTINGS, audit_id, _run_id())
+        return find_divergence(SETTINGS, audit_id, side_run_id())
 
     @task(execution_timeout=timedelta(hours=1))
     def repaired(found: dict) -> dict:
@@ -104,14 +90,14 @@ def claims_cdc_audit():
 
         if not get_current_context()["params"]["repair"]:
             raise AirflowSkipException("repair=false: divergent keys recorded, not repaired")
-        return repair(SETTINGS, found, _run_id())
+        return repair(SETTINGS, found, side_run_id())
 
     @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=30))
     def verified(found: dict, repair_result: dict | None) -> dict:
         """The divergent keys compared again: the counts after the repair."""
         from claims_cdc.audit import verify
 
-        return verify(SETTINGS, found, repair_result, _run_id())
+        return verify(SETTINGS, found, repair_result, side_run_id())
 
     found = divergence(audit_segment.expand(part=audit_plan()))
     verified(found, repaired(found))

@@ -21,29 +21,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from claims_cdc.alerts import side_run_failed
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import load_settings
+from claims_cdc.side_dags import side_dag_arguments, side_run_id
 
 SETTINGS = load_settings()
 load_mapping(SETTINGS.mapping_path)
 
 
-def _run_id() -> str:
-    context = get_current_context()
-    return f"{context['dag'].dag_id}.{context['run_id']}"
-
-
-@dag(
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["cdc", "kinesis", "snowflake", "phi", "replay"],
-    # A failed run sends one alert (DAG, run, reason, link: never record content) to the alert channels.
-    on_failure_callback=side_run_failed,
-    default_args=SETTINGS.task_defaults(),
+@dag(schedule=None, **side_dag_arguments(
+    SETTINGS, __doc__, ["cdc", "kinesis", "snowflake", "phi", "replay"],
     params={
         "mode": Param(
             "stream",
@@ -94,7 +81,7 @@ def _run_id() -> str:
             description="mode=redrive: how many dead letters to take, oldest first.",
         ),
     },
-)
+))
 def claims_cdc_replay():
     @task.branch(execution_timeout=timedelta(minutes=1))
     def chosen_mode() -> str:
@@ -111,7 +98,7 @@ def claims_cdc_replay():
         params = context["params"]
         started = getattr(context.get("ti"), "start_date", None) or pendulum.now("UTC")
         from_time = parse_time(params.get("from_time"), "from_time", started - timedelta(hours=1))
-        return plan_stream_replay(SETTINGS, _run_id(), from_time, params.get("shards") or None,
+        return plan_stream_replay(SETTINGS, side_run_id(), from_time, params.get("shards") or None,
                                   int(params["max_records"]), started)
 
     @task(execution_timeout=timedelta(minutes=30), map_index_template="{{ shard_id }}",
@@ -130,14 +117,14 @@ def claims_cdc_replay():
         from claims_cdc.snapshot import stage_parts
 
         shards = list(shards)
-        return stage_parts(SETTINGS, shards, _run_id(), stream_description(shards))
+        return stage_parts(SETTINGS, shards, side_run_id(), stream_description(shards))
 
     @task(execution_timeout=timedelta(minutes=30))
     def merged_replay(staged: dict) -> dict:
         """The ordered merge: only what is newer than the destination's row is applied."""
         from claims_cdc.snapshot import merge_side_batch
 
-        return merge_side_batch(SETTINGS, staged, _run_id())
+        return merge_side_batch(SETTINGS, staged, side_run_id())
 
     @task(execution_timeout=timedelta(minutes=30))
     def rebuilt_destination() -> dict:
@@ -145,14 +132,14 @@ def claims_cdc_replay():
         from claims_cdc.replay import parse_time, rebuild
 
         params = get_current_context()["params"]
-        return rebuild(SETTINGS, _run_id(), parse_time(params.get("as_of"), "as_of", pendulum.now("UTC")))
+        return rebuild(SETTINGS, side_run_id(), parse_time(params.get("as_of"), "as_of", pendulum.now("UTC")))
 
     @task(execution_timeout=timedelta(minutes=30))
     def redriven() -> dict:
         """Dead letters re-processed through the same path, marked re-driven (never deleted)."""
         from claims_cdc.replay import redrive_dead_letters
 
-        return redrive_dead_letters(SETTINGS, _run_id(), int(get_current_context()["params"]["redrive_limit"]))
+        return redrive_dead_letters(SETTINGS, side_run_id(), int(get_current_context()["params"]["redrive_limit"]))
 
     mode = chosen_mode()
     plan = replay_plan()

@@ -24,29 +24,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from claims_cdc.alerts import side_run_failed
 from claims_cdc.mapping import load_mapping
 from claims_cdc.settings import load_settings
+from claims_cdc.side_dags import side_dag_arguments, side_run_id
 
 SETTINGS = load_settings()
 load_mapping(SETTINGS.mapping_path)
 
 
-def _run_id() -> str:
-    context = get_current_context()
-    return f"{context['dag'].dag_id}.{context['run_id']}"
-
-
-@dag(
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["cdc", "dynamodb", "snowflake", "phi", "snapshot"],
-    # A failed run sends one alert (DAG, run, reason, link: never record content) to the alert channels.
-    on_failure_callback=side_run_failed,
-    default_args=SETTINGS.task_defaults(),
+@dag(schedule=None, **side_dag_arguments(
+    SETTINGS, __doc__, ["cdc", "dynamodb", "snowflake", "phi", "snapshot"],
     params={
         "method": Param(
             "export",
@@ -66,7 +53,7 @@ def _run_id() -> str:
             description="With method=scan: TotalSegments of the parallel Scan, one mapped task each.",
         ),
     },
-)
+))
 def claims_cdc_snapshot():
     @task(execution_timeout=timedelta(hours=2))
     def snapshot_parts() -> list[dict]:
@@ -76,7 +63,7 @@ def claims_cdc_snapshot():
         context = get_current_context()
         params = context["params"]
         requested_at = getattr(context.get("dag_run"), "start_date", None) or pendulum.now("UTC")
-        return plan_snapshot(SETTINGS, _run_id(), str(params["method"]), int(params["segments"]),
+        return plan_snapshot(SETTINGS, side_run_id(), str(params["method"]), int(params["segments"]),
                              requested_at - timedelta(seconds=1))
 
     @task(execution_timeout=timedelta(hours=1), map_index_template="{{ part_id }}",
@@ -93,14 +80,14 @@ def claims_cdc_snapshot():
         from claims_cdc.snapshot import snapshot_description, stage_parts
 
         parts = list(parts)
-        return stage_parts(SETTINGS, parts, _run_id(), snapshot_description(parts))
+        return stage_parts(SETTINGS, parts, side_run_id(), snapshot_description(parts))
 
     @task(execution_timeout=timedelta(minutes=30))
     def merged_snapshot(staged: dict) -> dict:
         """The ordered merge: changes newer than the snapshot's time win; deleted claims stay deleted."""
         from claims_cdc.snapshot import merge_side_batch
 
-        return merge_side_batch(SETTINGS, staged, _run_id())
+        return merge_side_batch(SETTINGS, staged, side_run_id())
 
     merged_snapshot(staged_snapshot(snapshot_batch.expand(part=snapshot_parts())))
 

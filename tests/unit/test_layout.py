@@ -21,6 +21,7 @@ LAYERS = {
     "status": 3, "summaries": 3, "run_notes": 3,                     # status at a glance, downstream summaries, run notes
     "snapshot": 3, "replay": 3, "audit": 3,                          # task bodies of the side DAGs
     "sensors": 4,                                                    # operators the DAG wires
+    "side_dags": 4,                                                  # what the side DAG files share
     "admin": 5,                                                      # the operator's command line
     "preload": 5,                                                    # what the task-starting process imports
 }
