@@ -244,7 +244,13 @@ def _stop(cfg: StackConfig, *names: str, grace: float = 5.0) -> None:
     deadline = time.monotonic() + grace
     while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    _signal_alive(pids.values(), signal.SIGKILL)
+    # Every group, its leader gone or not: the scheduler exits on SIGTERM while the LocalExecutor's workers,
+    # forked in its group by its forkserver, do not, and were left running (parent pid 1) by `make down`.
+    for pid in pids.values():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:  # no process left in the group
+            pass
     for pid_file in pids:
         pid_file.unlink(missing_ok=True)
 

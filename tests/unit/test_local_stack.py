@@ -94,3 +94,42 @@ def test_the_fernet_key_outlives_a_restart_that_resets_the_airflow_home(tmp_path
     assert Fernet(again.encode()).decrypt(token) == b"incident"
     assert (cfg.state_dir / "fernet.key").stat().st_mode & 0o777 == 0o600
     assert stack.connection_env(stack.StackConfig(state_dir=tmp_path / "other"))["AIRFLOW__CORE__FERNET_KEY"] != key
+
+
+def test_stopping_a_service_stops_its_group_members_that_outlive_it(tmp_path):
+    """The LocalExecutor's workers stay in the scheduler's process group and shrug off SIGTERM; once the
+    scheduler had exited, `make down` sent SIGKILL only to groups whose leader was alive, and left them
+    running (parent pid 1)."""
+    cfg = stack.StackConfig(state_dir=tmp_path)
+    child_pid = tmp_path / "child.pid"
+    leader = (
+        "import os, signal, sys, time\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        f"open({str(child_pid)!r}, 'w').write(str(child))\n"
+        "time.sleep(60)\n"
+    )
+    stack._start(cfg, "leader", [sys.executable, "-c", leader], {})
+    deadline = time.monotonic() + 10
+    while not (child_pid.exists() and child_pid.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(child_pid.read_text())
+    assert stack._alive(pid)
+
+    stack._stop(cfg, "leader")
+    deadline = time.monotonic() + 5
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (the orphan's new parent, init, reaps it in its own time)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
