@@ -170,7 +170,7 @@ class PartWriter:
 
     def __init__(self, settings: Settings, mapping: Mapping, rules: TimeRules, batch_id: str, uri: str,
                  part_id: str):
-        self._mapping, self._rules, self._batch_id, self._part_id = mapping, rules, batch_id, part_id
+        self._mapping, self._rules, self._batch_id = mapping, rules, batch_id
         files = {kind: batch_files.shard_file(uri, kind, part_id) for kind in ("rows", "rejected")}
         for file in files.values():  # a killed try's files
             batch_files.remove_file(settings, file)
