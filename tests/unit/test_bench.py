@@ -125,6 +125,20 @@ def test_ratios_verdicts_and_the_markdown_table():
     assert "transform / JSON decode (stage target): 2.50× (target ≤ 2×): over target" in table
 
 
+def test_the_transform_is_compared_with_the_decode_timed_beside_it():
+    """The transform's stage target compares it with the JSON decode of the same records timed beside it,
+    not with the decode timed during the plain read (another moment of the machine)."""
+    results = {"floor": {"read_seconds": 10.0, "json_decode_seconds": 2.0, "records": 100_000},
+               "stage_floors": {"extract_seconds": 12.0, "transform_seconds": 5.0, "json_decode_seconds": 3.0,
+                                "transform_repetitions": 3}}
+    table = bench.report(results).splitlines()
+    assert "transform / JSON decode (stage target): 1.67× (target ≤ 2×): within target" in table
+    assert any(line.startswith("| JSON decode (floor): stdlib json.loads of every record, beside the transform")
+               and "| 3.00 | 0.30× |" in line for line in table)
+    assert any(line.startswith("| transform alone:") and "best of 3 | 5.00 | 0.50× | 1.67× the JSON decode"
+               in line for line in table)
+
+
 def test_a_drain_not_run_is_reported_as_not_measured():
     lines = bench.target_lines({"floor": {"read_seconds": 10.0, "json_decode_seconds": 2.0}})
     assert lines[1] == "`airflow dags test` drain / plain read: – (target ≤ 3×): not measured"
