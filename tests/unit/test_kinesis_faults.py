@@ -103,6 +103,24 @@ def test_reads_of_one_shard_stay_within_five_per_second(monkeypatch):
     assert calls >= 5 and sum(slept) >= (calls - 1) * kinesis_reader.MIN_SECONDS_BETWEEN_READS - 1e-9
 
 
+def test_a_page_short_of_its_limit_at_the_tip_ends_the_read(sleeps):
+    """MillisBehindLatest 0 on a page cut short of its limit: caught up, with no further read or wait."""
+    client = ScriptedKinesis([1, 2, 3])
+    result = read_run(client, "s", {}, max_records=100, page_limit=10)
+    assert [r.sequence_number for r in result.records] == ["1", "2", "3"]
+    assert client.get_records_calls == 1 and sleeps == []
+    lag = kinesis_reader.shard_lag(client, "s", "shardId-000000000000", None, bound=1000)
+    assert (lag.records, lag.bounded, client.get_records_calls) == (3, False, 2)
+
+
+def test_a_full_page_at_the_tip_is_followed_by_one_more_read(sleeps):
+    """A full page may stop among records as old as the tip's: one more read decides."""
+    client = ScriptedKinesis([1, 2])
+    result = read_run(client, "s", {}, max_records=100, page_limit=2)
+    assert [r.sequence_number for r in result.records] == ["1", "2"]
+    assert client.get_records_calls == 2
+
+
 def test_expired_iterator_is_reacquired_from_the_last_record_read(sleeps):
     client = ScriptedKinesis(range(1, 7), faults=[None, Expired(), None, None])
     result = read_run(client, "s", {}, max_records=100, page_limit=2)
