@@ -19,6 +19,14 @@ Workarounds, kept in this one place (each reproduced in tests/platform/test_plat
    counting the items of the segment asked for (one page: the Count the pages would sum to).
    (A speed fix only: the count is moto's own, which the platform test checks.)
 
+5. ``GetRecords`` returns up to ``Limit`` records whatever their size. AWS returns at most 10 MiB of data a
+   call (the records' data blobs and partition keys; at least one record), so a page of 10,000 of the
+   bench's 2.5 KB records was 25 MB here and about 4,200 records on AWS. A reader's memory follows its
+   page's size (a page in flight costs about four times its data while boto3 parses it), so the local
+   stack gave memory figures AWS never would, and ones that grew with the records' size. Pages now stop
+   at 10 MiB as AWS's do. (Moto's own answers otherwise: the records, their order, the next position and
+   ``MillisBehindLatest`` as moto computes it from the last record returned.)
+
 Everything else is moto's own ``moto_server``.
 """
 
@@ -114,10 +122,51 @@ def patch_moto_count_scan() -> None:
     DynamoHandler._claims_cdc_patched = True
 
 
+#: AWS: "The maximum size of data that GetRecords can return is 10 MiB."
+GET_RECORDS_MAX_BYTES = 10 * 1024 * 1024
+
+
+def record_bytes(record: Any) -> int:
+    """A moto record's size as Kinesis counts it: its data blob (moto keeps it base64) and partition key."""
+    data = record.data
+    return len(data) // 4 * 3 - data[-2:].count("=") + len(record.partition_key.encode())
+
+
+def patch_moto_get_records_size() -> None:
+    """Workaround 5: a ``GetRecords`` page holds at most 10 MiB of data, as on AWS (at least one record)."""
+    from moto.kinesis.models import Shard
+
+    if getattr(Shard, "_claims_cdc_page_cap", False):
+        return
+
+    def get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[list[Any], int, int]:
+        # moto 5.2's own body, with the size limit added.
+        last_sequence_int = int(last_sequence_id)
+        results: list[Any] = []
+        size = 0
+        secs_behind_latest = 0.0
+        for sequence_number, record in self.records.items():
+            if sequence_number > last_sequence_int:
+                size += record_bytes(record)
+                if results and size > GET_RECORDS_MAX_BYTES:
+                    break
+                results.append(record)
+                last_sequence_int = sequence_number
+                very_last_record = self.records[next(reversed(self.records))]
+                secs_behind_latest = very_last_record.created_at - record.created_at
+            if len(results) == limit:
+                break
+        return results, last_sequence_int, int(secs_behind_latest * 1000)
+
+    Shard.get_records = get_records
+    Shard._claims_cdc_page_cap = True
+
+
 def main(argv: list[str] | None = None) -> None:
     patch_moto_resharding()
     patch_moto_sequence_numbers()
     patch_moto_count_scan()
+    patch_moto_get_records_size()
     from moto.server import main as moto_main
 
     moto_main(argv if argv is not None else sys.argv[1:])

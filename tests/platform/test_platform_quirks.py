@@ -213,6 +213,40 @@ def test_moto_sequence_number_ends_answer_as_moto_does_once_patched():
     assert shard.put_record("key-5", "ZGF0YQ==", None) == "6"
 
 
+def test_moto_get_records_pages_pass_awss_10_mib_until_patched(aws_mock):
+    """Workaround: claims_cdc_dev.moto_server stops a GetRecords page at 10 MiB of data, as AWS does; moto
+    returns up to Limit records whatever their size (the reader's memory follows its page's size)."""
+    import boto3
+    from moto.kinesis.models import Shard
+
+    from claims_cdc_dev.moto_server import GET_RECORDS_MAX_BYTES, patch_moto_get_records_size
+
+    client = boto3.client("kinesis", region_name="us-east-1")
+    client.create_stream(StreamName="big", ShardCount=1)
+    for i in range(12):  # 12 records of 1,000,000 bytes (Kinesis takes up to 1 MiB a record): 12 MB
+        client.put_record(StreamName="big", Data=bytes([65 + i]) * 1_000_000, PartitionKey="k")
+
+    def pages():
+        iterator = client.get_shard_iterator(StreamName="big", ShardId="shardId-000000000000",
+                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        sizes = []
+        while True:
+            page = client.get_records(ShardIterator=iterator, Limit=10_000)
+            if not page["Records"]:
+                return sizes
+            sizes.append([record["Data"][:1] for record in page["Records"]])
+            iterator = page["NextShardIterator"]
+
+    if not getattr(Shard, "_claims_cdc_page_cap", False):
+        assert [len(page) for page in pages()] == [12]  # 12 MB in one page
+    patch_moto_get_records_size()
+    read = pages()
+    # As on AWS: at most 10 MiB a page (10 records and their keys), every record once, in order.
+    assert [len(page) for page in read] == [10, 2]
+    assert [first for page in read for first in page] == [bytes([65 + i]) for i in range(12)]
+    assert 10 * 1_000_001 <= GET_RECORDS_MAX_BYTES < 11 * 1_000_001
+
+
 def test_moto_count_scan_answers_as_moto_does_once_patched(aws_mock):
     """Workaround: claims_cdc_dev.moto_server counts a plain Select=COUNT scan without copying every item
     (moto took about 1 ms an item: 20 s for the bench's 20,000 claims). The counts are moto's own: each

@@ -113,10 +113,23 @@ def test_a_page_short_of_its_limit_at_the_tip_ends_the_read(sleeps):
     assert (lag.records, lag.bounded, client.get_records_calls) == (3, False, 2)
 
 
-def test_a_full_page_at_the_tip_is_followed_by_one_more_read(sleeps):
-    """A full page may stop among records as old as the tip's: one more read decides."""
+def test_a_page_a_limit_may_have_cut_is_followed_by_one_more_read(sleeps):
+    """A page may stop among records as old as the tip's when a limit cut it: one more read decides.
+    Limits: the records asked for, and GetRecords' 10 MiB (here, a page of 6 MiB)."""
     client = ScriptedKinesis([1, 2])
     result = read_run(client, "s", {}, max_records=100, page_limit=2)
+    assert [r.sequence_number for r in result.records] == ["1", "2"]
+    assert client.get_records_calls == 2
+
+    class LargeRecords(ScriptedKinesis):
+        def get_records(self, ShardIterator, Limit):
+            page = super().get_records(ShardIterator, Limit)
+            for record in page["Records"]:
+                record["Data"] = b"x" * (3 * 1024 * 1024)
+            return page
+
+    client = LargeRecords([1, 2])
+    result = read_run(client, "s", {}, max_records=100, page_limit=10)
     assert [r.sequence_number for r in result.records] == ["1", "2"]
     assert client.get_records_calls == 2
 
