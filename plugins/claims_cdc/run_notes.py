@@ -12,6 +12,8 @@ The note holds counts, seconds and states only, never a record's value.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 
 #: Records counted behind each shard for the note's lag (as ``make status`` counts them, with a smaller bound).
 NOTE_RECORDS_BOUND = 1_000
+#: Pauses before the note's calls are tried again, at once, after a server error (HTTP 5xx) or a dropped
+#: connection. The API server answers 500 while its metadata database stays locked (SQLite under `make up`
+#: gave up after 5 s once in 12 runs, 2026-11-26); the task's own retry would wait its retry delay (10 s
+#: and more) while the next run waits for this one.
+RETRY_PAUSES = (0.5, 1.0)
 
 
 def compose(staged: dict[str, Any] | None, merged: dict[str, Any] | None, lag: dict[str, Any] | None) -> str:
@@ -91,17 +98,40 @@ def write(settings: Settings, dag_id: str, run_id: str, note: str) -> bool:
         return False
     base = _api_base(conn)
     with httpx.Client(base_url=base, timeout=30) as client:
-        token = client.post("/auth/token", json={"username": conn.login, "password": conn.password})
+        token = _retried(lambda: client.post("/auth/token", json={"username": conn.login, "password": conn.password}))
         if token.status_code >= 300:
             raise RuntimeError(f"CDC_AIRFLOW_API_CONN_ID={settings.airflow_api_conn_id!r}: logging in to {base} "
                                f"answered HTTP {token.status_code}")
-        answer = client.patch(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
-                              params={"update_mask": "note"}, json={"note": note},
-                              headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        answer = _retried(lambda: client.patch(
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+            params={"update_mask": "note"}, json={"note": note},
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"}))
         if answer.status_code >= 300:
             raise RuntimeError(f"writing the note of run {run_id} through {base} answered HTTP {answer.status_code}")
     log.info("run %s: note written", run_id)
     return True
+
+
+def _retried(call: Callable[[], Any]) -> Any:
+    """``call()`` (an HTTP call; both of the note's are idempotent), tried again after each pause of
+    :data:`RETRY_PAUSES` while it answers a server error or the connection fails; then its last answer
+    (or error)."""
+    import httpx
+
+    for pause in (*RETRY_PAUSES, None):
+        try:
+            answer = call()
+        except httpx.TransportError as error:
+            if pause is None:
+                raise
+            reason = type(error).__name__
+        else:
+            if answer.status_code < 500 or pause is None:
+                return answer
+            reason = f"HTTP {answer.status_code}"
+        log.info("the API server answered %s; trying again in %.1f s", reason, pause)
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def note_run(settings: Settings, dag_id: str, run_id: str, staged: dict[str, Any] | None,

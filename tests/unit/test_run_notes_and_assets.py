@@ -51,6 +51,53 @@ def test_without_the_api_connection_the_note_is_not_written(monkeypatch):
     assert run_notes.write(settings, "claims_cdc", "manual__1", "records 1") is False
 
 
+def _api(monkeypatch, answers):
+    """The note's API calls answered from ``answers`` (status codes, or an exception to raise), in order."""
+    import httpx
+
+    calls = []
+
+    def handler(request):
+        calls.append(f"{request.method} {request.url.path}")
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer, json={"access_token": "t"} if request.url.path == "/auth/token" else {})
+
+    real_client = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(handler), **kw))
+    monkeypatch.setattr(run_notes.time, "sleep", lambda seconds: calls.append(f"sleep {seconds}"))
+    monkeypatch.setenv("AIRFLOW_CONN_NOTE_API", "http://admin:admin@127.0.0.1:8080")
+    return load_settings({"CDC_AIRFLOW_API_CONN_ID": "note_api"}), calls
+
+
+def test_the_note_is_tried_again_at_once_after_a_server_error_or_a_dropped_connection(monkeypatch):
+    """The API server answers 500 while its (SQLite) metadata database stays locked: the note's calls are
+    tried again within the task, not after the task's retry delay while the next run waits."""
+    import httpx
+
+    settings, calls = _api(monkeypatch, [httpx.ConnectError("refused"), 201, 500, 200])
+    assert run_notes.write(settings, "claims_cdc", "manual__1", "records 1") is True
+    assert calls == ["POST /auth/token", "sleep 0.5", "POST /auth/token",
+                     "PATCH /api/v2/dags/claims_cdc/dagRuns/manual__1", "sleep 0.5",
+                     "PATCH /api/v2/dags/claims_cdc/dagRuns/manual__1"]
+
+
+def test_a_lasting_server_error_fails_the_task(monkeypatch):
+    settings, calls = _api(monkeypatch, [201, 500, 500, 500])
+    with pytest.raises(RuntimeError, match="answered HTTP 500"):
+        run_notes.write(settings, "claims_cdc", "manual__1", "records 1")
+    assert calls.count("PATCH /api/v2/dags/claims_cdc/dagRuns/manual__1") == 3
+    assert [c for c in calls if c.startswith("sleep")] == ["sleep 0.5", "sleep 1.0"]
+
+
+def test_a_refused_login_is_not_tried_again(monkeypatch):
+    settings, calls = _api(monkeypatch, [401])
+    with pytest.raises(RuntimeError, match="HTTP 401"):
+        run_notes.write(settings, "claims_cdc", "manual__1", "records 1")
+    assert calls == ["POST /auth/token"]
+
+
 def test_the_destination_asset_follows_the_snowflake_providers_uri_convention():
     settings = load_settings({"CDC_SNOWFLAKE_ACCOUNT": "acme-prod", "CDC_DEST_TABLE": "claims"})
     asset = destination_asset(settings)
