@@ -84,7 +84,8 @@ def _api_base(conn: Any) -> str:
 def write(settings: Settings, dag_id: str, run_id: str, note: str) -> bool:
     """PATCH the run's note through Airflow's REST API; False when ``CDC_AIRFLOW_API_CONN_ID`` is not defined.
 
-    Raises on an HTTP error (the task retries): the message names the status and the call, never the note.
+    A server error or a dropped connection is tried again at once (:func:`_retried`); an HTTP error that
+    remains raises (the task retries): the message names the status and the call, never the note.
     """
     import httpx
     from airflow.sdk import BaseHook
