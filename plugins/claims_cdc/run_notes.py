@@ -130,7 +130,7 @@ def _retried(call: Callable[[], Any]) -> Any:
             if answer.status_code < 500 or pause is None:
                 return answer
             reason = f"HTTP {answer.status_code}"
-        log.info("the API server answered %s; trying again in %.1f s", reason, pause)
+        log.info("the note's call to the API server failed (%s); trying again in %.1f s", reason, pause)
         time.sleep(pause)
     raise AssertionError("unreachable")
 
