@@ -186,7 +186,8 @@ def _empty_snowflake_tables(snow, settings, mapping) -> None:
     (a test dropped it), all are dropped and created. A test that alters a table's columns rebuilds them."""
     from claims_cdc import warehouse
 
-    names = [settings.dest_table, settings.cdc_table, settings.history_table, settings.checkpoint_table,
+    names = [settings.dest_table, settings.cdc_table, settings.landing_table, settings.history_table,
+             settings.checkpoint_table,
              settings.batch_table, settings.reconciliation_table, settings.rejected_table, settings.tombstone_table]
     try:
         for name in names:

@@ -99,17 +99,40 @@ ALTER TABLE {{ database }}.{{ schema }}.{{ history_table }} ADD COLUMN IF NOT EX
 -- name: create_cdc_table
 CREATE TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ cdc_table }} LIKE {{ database }}.{{ schema }}.{{ dest_table }};
 
--- name: add_staging_new_image
--- The staging table carries each change's images as JSON text (and the unmapped attribute names), loaded
--- with its row by COPY INTO; the history takes them from there (INSERT ... SELECT), parsed into VARIANT.
--- Idempotent (IF NOT EXISTS), and it upgrades a staging table made by an earlier version.
-ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} ADD COLUMN IF NOT EXISTS cdc_new_image STRING;
+-- name: drop_staging_new_image
+-- The staging table holds what the merge needs and no images: the images go to the history only, by way
+-- of the landing table below. Upgrades a staging table made by an earlier version, which carried them
+-- (their rows' images are already in the history). Idempotent (IF EXISTS).
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} DROP COLUMN IF EXISTS cdc_new_image;
 
--- name: add_staging_old_image
-ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} ADD COLUMN IF NOT EXISTS cdc_old_image STRING;
+-- name: drop_staging_old_image
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} DROP COLUMN IF EXISTS cdc_old_image;
 
--- name: add_staging_unmapped_attributes
-ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} ADD COLUMN IF NOT EXISTS cdc_unmapped_attributes STRING;
+-- name: drop_staging_unmapped_attributes
+ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} DROP COLUMN IF EXISTS cdc_unmapped_attributes;
+
+-- name: create_landing_table
+-- Where COPY INTO lands a batch's rows whole, each change's images as JSON text (include/sql/load.sql).
+-- Inside the stage transaction the staging rows (without the images) and the history rows (with them,
+-- parsed into VARIANT) are filled from it, and the batch's landed rows deleted before the commit
+-- (stage.sql): it holds rows only inside an open transaction. So the images are written once into a
+-- table, here, and once into the history; the staging table, which the merge's claim UPDATE rewrites,
+-- stays narrow. Transient: no Fail-safe for rows that never outlive a transaction.
+CREATE TRANSIENT TABLE IF NOT EXISTS {{ database }}.{{ schema }}.{{ landing_table }} LIKE {{ database }}.{{ schema }}.{{ dest_table }};
+
+-- name: add_landing_new_image
+ALTER TABLE {{ database }}.{{ schema }}.{{ landing_table }} ADD COLUMN IF NOT EXISTS cdc_new_image STRING;
+
+-- name: add_landing_old_image
+ALTER TABLE {{ database }}.{{ schema }}.{{ landing_table }} ADD COLUMN IF NOT EXISTS cdc_old_image STRING;
+
+-- name: add_landing_unmapped_attributes
+ALTER TABLE {{ database }}.{{ schema }}.{{ landing_table }} ADD COLUMN IF NOT EXISTS cdc_unmapped_attributes STRING;
+
+-- name: landing_no_time_travel
+-- snowflake-only: fakesnow keeps no Time Travel
+-- Deleted landing rows (claim content) are not kept for Time Travel either.
+ALTER TABLE {{ database }}.{{ schema }}.{{ landing_table }} SET DATA_RETENTION_TIME_IN_DAYS = 0;
 
 -- name: create_load_stage
 -- Where each batch's Parquet files are PUT and loaded from with COPY INTO (include/sql/load.sql); COPY's
@@ -246,6 +269,15 @@ ALTER TABLE {{ database }}.{{ schema }}.{{ cdc_table }} MODIFY
     {%- for c in phi_columns %}
     COLUMN {{ c.column }} SET TAG {{ database }}.{{ schema }}.phi = '{{ c.phi }}'{{ "," if not loop.last }}
     {%- endfor %};
+
+-- name: tag_phi_landing_columns
+-- snowflake-only: fakesnow has no object tags
+ALTER TABLE {{ database }}.{{ schema }}.{{ landing_table }} MODIFY
+    {%- for c in phi_columns %}
+    COLUMN {{ c.column }} SET TAG {{ database }}.{{ schema }}.phi = '{{ c.phi }}',
+    {%- endfor %}
+    COLUMN cdc_new_image SET TAG {{ database }}.{{ schema }}.phi = 'record',
+    COLUMN cdc_old_image SET TAG {{ database }}.{{ schema }}.phi = 'record';
 
 -- name: tag_phi_history_columns
 -- snowflake-only: fakesnow has no object tags

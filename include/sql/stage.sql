@@ -13,12 +13,20 @@ SELECT status, rows_staged, history_rows, rows_rejected, duplicates_dropped
 FROM {{ database }}.{{ schema }}.{{ batch_table }}
 WHERE batch_id = ?;
 
--- name: stamp_staging
--- The batch's rows, just loaded by COPY INTO (load.sql), get their load time.
-UPDATE {{ database }}.{{ schema }}.{{ cdc_table }} SET cdc_loaded_at = SYSDATE() WHERE cdc_batch_id = ?;
+-- name: insert_staging
+-- The batch's rows, just landed by COPY INTO (load.sql), into the staging table with their load time:
+-- every column but the images, which the merge does not need.
+INSERT INTO {{ database }}.{{ schema }}.{{ cdc_table }} (
+    {%- for c in all_columns %}{{ c }}{{ ", " if not loop.last }}{% endfor -%})
+SELECT
+    {%- for c in all_columns %}
+    {% if c == "cdc_loaded_at" %}SYSDATE(){% else %}l.{{ c }}{% endif %}{{ "," if not loop.last }}
+    {%- endfor %}
+FROM {{ database }}.{{ schema }}.{{ landing_table }} l
+WHERE l.cdc_batch_id = ?;
 
 -- name: insert_history
--- Filled server-side from the rows just staged, never by sending the batch again. Idempotent: each
+-- Filled server-side from the rows just landed, never by sending the batch again. Idempotent: each
 -- distinct change once. A copy of a change already kept (the same claim and content hash: the same time,
 -- event, values and images) is dropped, whether it is a re-delivery under the same eventID or a re-send
 -- under a new one. Two different changes that share an eventID are both kept.
@@ -28,19 +36,24 @@ INSERT INTO {{ database }}.{{ schema }}.{{ history_table }} (
     cdc_loaded_at, cdc_new_image, cdc_old_image, cdc_unmapped_attributes)
 SELECT
     {%- for c in columns %}
-    c.{{ c.column }},
+    l.{{ c.column }},
     {%- endfor %}
-    c.cdc_event_id, c.cdc_shard_id, c.cdc_sequence_number, c.cdc_change_order, c.cdc_content_hash, c.cdc_batch_id,
-    c.cdc_loaded_at, PARSE_JSON(c.cdc_new_image), PARSE_JSON(c.cdc_old_image), c.cdc_unmapped_attributes
-FROM {{ database }}.{{ schema }}.{{ cdc_table }} c
-WHERE c.cdc_batch_id = ?
+    l.cdc_event_id, l.cdc_shard_id, l.cdc_sequence_number, l.cdc_change_order, l.cdc_content_hash, l.cdc_batch_id,
+    SYSDATE(), PARSE_JSON(l.cdc_new_image), PARSE_JSON(l.cdc_old_image), l.cdc_unmapped_attributes
+FROM {{ database }}.{{ schema }}.{{ landing_table }} l
+WHERE l.cdc_batch_id = ?
   AND NOT EXISTS (
     SELECT 1 FROM {{ database }}.{{ schema }}.{{ history_table }} h
-    WHERE h.claimId = c.claimId AND h.cdc_content_hash = c.cdc_content_hash
+    WHERE h.claimId = l.claimId AND h.cdc_content_hash = l.cdc_content_hash
 )
 -- Shards are de-duplicated one by one: a copy of a change on two shards of one batch (a re-send across a
 -- reshard) is kept once.
-QUALIFY ROW_NUMBER() OVER (PARTITION BY c.claimId, c.cdc_content_hash ORDER BY c.cdc_change_order) = 1;
+QUALIFY ROW_NUMBER() OVER (PARTITION BY l.claimId, l.cdc_content_hash ORDER BY l.cdc_change_order) = 1;
+
+-- name: delete_landed
+-- The batch's landed rows, once in the staging and history tables, deleted in the same transaction: the
+-- landing table is empty again at the commit, and no landed row outlives a rolled-back batch either.
+DELETE FROM {{ database }}.{{ schema }}.{{ landing_table }} WHERE cdc_batch_id = ?;
 
 -- name: stamp_rejected
 -- The batch's dead letters, just loaded by COPY INTO (load.sql), get their time.

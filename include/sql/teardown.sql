@@ -6,6 +6,9 @@ DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ dest_table }};
 -- name: drop_cdc_table
 DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ cdc_table }};
 
+-- name: drop_landing_table
+DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ landing_table }};
+
 -- name: drop_history_table
 DROP TABLE IF EXISTS {{ database }}.{{ schema }}.{{ history_table }};
 

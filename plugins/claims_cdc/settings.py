@@ -104,6 +104,10 @@ class Settings:
     reconciliation_table: str = "cdc_reconciliation"
     rejected_table: str = "cdc_rejected_records"
     tombstone_table: str = "cdc_claim_tombstones"
+    #: Where COPY INTO lands a batch's rows, images included, inside the stage transaction: the staging and
+    #: history rows are filled from it and its rows deleted before the commit, so it is empty between batches
+    #: (include/sql/stage.sql says why).
+    landing_table: str = "cdc_batch_landing"
     #: The claims-by-status summary the example downstream DAG ``claims_by_status`` rebuilds after each merge.
     summary_table: str = "claims_by_status"
     #: The Snowflake account identifier (``<orgname>-<account_name>``) that names the destination in its Airflow
@@ -213,6 +217,7 @@ class Settings:
             "reconciliation_table": self.reconciliation_table,
             "rejected_table": self.rejected_table,
             "tombstone_table": self.tombstone_table,
+            "landing_table": self.landing_table,
             "load_stage": self.load_stage,
             "summary_table": self.summary_table,
             "external_stage": self.external_stage,

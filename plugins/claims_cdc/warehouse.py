@@ -126,7 +126,9 @@ def stage_files(
     ``folder`` (local) holds ``rows/*.parquet`` (the batch's unique rows) and ``rejected/*.parquet`` (its dead
     letters), PUT to the internal load stage; or, with ``external_path`` (the batch's folder under the
     external stage ``CDC_EXTERNAL_STAGE``), COPY INTO reads them there and ``folder`` is ``None``. ``rows``,
-    ``duplicates_dropped`` and ``rejected`` are the counts written there. Every batch
+    ``duplicates_dropped`` and ``rejected`` are the counts written there. The rows land whole in the landing
+    table and are split there into the staging rows and the history rows, in the same transaction
+    (include/sql/stage.sql). Every batch
     balances: ``records_read`` = rows staged + re-deliveries dropped + dead letters, or
     :class:`BatchImbalance` is raised and nothing is committed. Safe to retry: a batch already in the batch
     log is not staged again, and a batch read from positions that have since moved is refused
@@ -184,9 +186,14 @@ def _stage_in_transaction(session: Session, settings: Settings, mapping: Mapping
             )
     staged = history = dead = 0
     if rows:
-        session.execute(loads["copy_staging"])
-        staged = session.rowcount(stmts["stamp_staging"], [batch_id])
+        # Landed whole, then split: the staging rows without the images, the history rows with them.
+        session.execute(loads["copy_landing"])
+        staged = session.rowcount(stmts["insert_staging"], [batch_id])
         history = session.rowcount(stmts["insert_history"], [batch_id])
+        landed = session.rowcount(stmts["delete_landed"], [batch_id])
+        if landed != staged:
+            raise BatchImbalance(f"batch {batch_id}: {landed} rows landed from the {source}, {staged} staged; "
+                                 "rolled back")
     if rejected:
         session.execute(loads["copy_rejected"])
         dead = session.rowcount(stmts["stamp_rejected"], [batch_id])

@@ -3,7 +3,7 @@
 Each example draws a history, its deliveries (re-sent copies, random order) and a schedule of staged
 batches and merges, with the strategies of tests/merge_histories.py (the model is checked against
 last-change-wins with them in tests/unit/test_merge_model.py). Each batch goes into the staging table as ``warehouse.stage_batch`` puts it there
-(``unique_changes``, the Parquet file, ``put_rows``, ``copy_staging`` and ``stamp_staging``; the checkpoint,
+(``unique_changes``, the Parquet file, ``put_rows``, ``copy_landing``, ``insert_staging`` and ``delete_landed``; the checkpoint,
 history and batch-log statements around them take no part in a merge and are left out, which keeps an
 example cheap). Each merge
 is ``warehouse.merge_pending``, or one that dies after its tombstone or destination statement (the next
@@ -45,8 +45,9 @@ def stage(snow, settings, mapping, statements, batch_id: str, batch: list[Row]) 
         loads = load("load", settings, mapping, batch_id=batch_id, upload_folder=str(folder))
         load_files.write_rows(folder, mapping, batch_id, rows)
         snow.execute(loads["put_rows"])
-        snow.execute(loads["copy_staging"])
-    assert snow.rowcount(statements["stamp_staging"], [batch_id]) == len(rows)
+        snow.execute(loads["copy_landing"])
+    assert snow.rowcount(statements["insert_staging"], [batch_id]) == len(rows)
+    assert snow.rowcount(statements["delete_landed"], [batch_id]) == len(rows)
 
 
 def snapshot(snow, settings) -> tuple[dict, dict, int]:

@@ -21,10 +21,28 @@ def stage(snow, settings, mapping, batch_id, rows, start=None, end="9", rejected
 def test_setup_skips_only_account_objects_and_masking_on_the_emulator(snow, settings, mapping, clean_pipeline):
     skipped = warehouse.run_setup(snow, settings, mapping)
     assert skipped == ["create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema",
-                       "create_phi_tag", "create_phi_mask_string", "create_phi_mask_number",
+                       "landing_no_time_travel", "create_phi_tag", "create_phi_mask_string", "create_phi_mask_number",
                        "create_phi_mask_variant", "set_phi_tag_policies", "tag_phi_dest_columns",
-                       "tag_phi_staging_columns", "tag_phi_history_columns", "tag_phi_history_images",
+                       "tag_phi_staging_columns", "tag_phi_landing_columns", "tag_phi_history_columns", "tag_phi_history_images",
                        "tag_phi_dead_letters"]
+
+
+def test_the_staging_table_holds_no_images_and_setup_drops_those_an_older_version_added(snow, settings, mapping,
+                                                                                      clean_pipeline):
+    """The images go to the history only; setup upgrades a staging table from before the landing table."""
+    name = table(settings, settings.cdc_table)
+    snow.connection.cursor().execute(f"ALTER TABLE {name} ADD COLUMN cdc_new_image STRING")
+    try:
+        warehouse.run_setup(snow, settings, mapping)
+        cursor = snow.connection.cursor()
+        cursor.execute(f"SELECT * FROM {name} LIMIT 0")
+        columns = {c[0].lower() for c in cursor.description}
+    finally:
+        snow.connection.cursor().execute(f"ALTER TABLE {name} DROP COLUMN IF EXISTS cdc_new_image")
+    assert "cdc_new_image" not in columns and "cdc_loaded_at" in columns
+    stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], end="1")
+    [(image,)] = query(snow, f"SELECT cdc_new_image:claim_id:S::STRING FROM {table(settings, settings.history_table)}")
+    assert image == "A"
 
 
 def test_staging_moves_checkpoints_and_loads_both_tables_once(snow, settings, mapping, clean_pipeline):
@@ -36,6 +54,7 @@ def test_staging_moves_checkpoints_and_loads_both_tables_once(snow, settings, ma
     assert (again.rows_staged, again.already_staged) == (2, True)
     assert count(snow, settings, settings.cdc_table) == 2
     assert count(snow, settings, settings.history_table) == 2
+    assert count(snow, settings, settings.landing_table) == 0  # landed, split and deleted in the transaction
     checkpoints = warehouse.read_checkpoints(snow, settings, mapping)
     assert checkpoints["shardId-000000000000"].sequence_number == "2"
 
@@ -180,8 +199,9 @@ def test_a_failed_commit_is_rolled_back_so_it_holds_no_locks(snow, settings, map
     with pytest.raises(ConnectionError):
         stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], start=None, end="1")
     monkeypatch.undo()
-    # Nothing was staged, and the same batch stages cleanly on the retry (no lock left behind).
+    # Nothing was staged or left landed, and the same batch stages cleanly on the retry (no lock left behind).
     assert count(snow, settings, settings.cdc_table) == 0
+    assert count(snow, settings, settings.landing_table) == 0
     stage(snow, settings, mapping, "b1", [row("A", "INSERT", 1_000, "1")], start=None, end="1")
     assert count(snow, settings, settings.cdc_table) == 1
 
@@ -224,7 +244,7 @@ def test_a_database_error_names_the_statement_and_withholds_the_value(snow, sett
     bad = row("A", "INSERT", 1_000, "1", createdTimeStamp="MARKER-7f3a")  # bypasses the transform's checks
     with pytest.raises(StatementFailed) as failed:
         stage(snow, settings, mapping, "b1", [bad], end="1")
-    assert "copy_staging" in str(failed.value)
+    assert "copy_landing" in str(failed.value)
     assert "MARKER-7f3a" not in str(failed.value)
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
 
@@ -252,5 +272,5 @@ def test_a_batch_loads_through_the_stage_and_no_statement_binds_it(snow, setting
     assert (counts.rows_staged, counts.history_rows, counts.rows_rejected) == (3_000, 3_000, 200)
     assert count(snow, settings, settings.cdc_table) == 3_000
     assert count(snow, settings, settings.rejected_table) == 200
-    assert {"put_rows", "copy_staging", "put_rejected", "copy_rejected"} <= set(statements)
+    assert {"put_rows", "copy_landing", "put_rejected", "copy_rejected"} <= set(statements)
     assert max(bound) < 2_000  # ids and positions only: the batch itself (1.5 MB here) is never bound

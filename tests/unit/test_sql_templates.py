@@ -22,7 +22,7 @@ def load(stem: str):
 
 MASKING_STATEMENTS = {"create_phi_tag", "create_phi_mask_string", "create_phi_mask_number", "create_phi_mask_variant",
                       "set_phi_tag_policies", "tag_phi_dest_columns", "tag_phi_staging_columns",
-                      "tag_phi_history_columns", "tag_phi_history_images", "tag_phi_dead_letters"}
+                      "tag_phi_landing_columns", "tag_phi_history_columns", "tag_phi_history_images", "tag_phi_dead_letters"}
 
 
 @pytest.mark.parametrize("path", sql.files(), ids=lambda p: p.name)
@@ -51,11 +51,11 @@ def test_names_come_from_settings():
     assert "MERGE INTO MY_DB.CDC_SCHEMA.my_dest tgt" in merge
 
 
-def test_only_account_level_and_masking_statements_are_snowflake_only():
+def test_only_account_level_masking_and_time_travel_statements_are_snowflake_only():
     setup = sql.load("setup", SETTINGS, MAPPING)
     only = {name for name, s in setup.items() if s.snowflake_only}
     assert only == {"create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema",
-                    *MASKING_STATEMENTS}
+                    *MASKING_STATEMENTS, "landing_no_time_travel"}
 
 
 def test_per_batch_names_are_refused_unless_plain_path_characters():
@@ -67,7 +67,7 @@ def test_per_batch_names_are_refused_unless_plain_path_characters():
 
 def test_batches_copy_from_the_internal_stage_after_a_put_and_are_purged_there():
     loads = sql.load("load", SETTINGS, MAPPING, **CALL_NAMES)
-    copy = loads["copy_staging"].text
+    copy = loads["copy_landing"].text
     assert f"FROM @MY_DB.CDC_SCHEMA.claims_cdc_load_stage/{CALL_NAMES['batch_id']}/rows/" in copy
     assert "PURGE = TRUE" in copy and "PURGE = TRUE" in loads["copy_rejected"].text
 
@@ -76,7 +76,7 @@ def test_with_an_external_stage_batches_copy_from_where_the_shard_tasks_wrote_th
     external = load_settings({"CDC_SNOWFLAKE_DATABASE": "MY_DB", "CDC_EXTERNAL_STAGE": "claims_batches",
                               "CDC_BATCH_ROOT": "s3://bucket/cdc"})
     loads = sql.load("load", external, MAPPING, **CALL_NAMES, external_path="manual__run/B1")
-    assert "FROM @MY_DB.CDC_SCHEMA.claims_batches/manual__run/B1/rows/" in loads["copy_staging"].text
+    assert "FROM @MY_DB.CDC_SCHEMA.claims_batches/manual__run/B1/rows/" in loads["copy_landing"].text
     assert "FROM @MY_DB.CDC_SCHEMA.claims_batches/manual__run/B1/rejected/" in loads["copy_rejected"].text
     # The files stay for a retry after a rollback; the batch-file sweep removes them.
-    assert not any("PURGE" in loads[name].text for name in ("copy_staging", "copy_rejected"))
+    assert not any("PURGE" in loads[name].text for name in ("copy_landing", "copy_rejected"))
