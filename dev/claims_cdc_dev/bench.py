@@ -16,7 +16,7 @@ On a fresh local stack (no forwarder: only the bench's records are in the stream
 4. resets the warehouse (teardown and setup: checkpoints back at TRIM_HORIZON, an empty destination) and
    drains it again through ``airflow dags test claims_cdc`` (the CLI, its own AIRFLOW_HOME), run after run;
 5. after each drain checks the destination against the generator's expected final state (rows, every
-   claim's status, history rows, empty staging, no dead letters): PASS or FAIL each.
+   claim's status, history rows, empty staging and landing tables, no dead letters): PASS or FAIL each.
 
 Prints each figure with its ratio to the read floor as a Markdown table, the two targets of issue 10
 (in-process drain at most 2x the read, ``airflow dags test`` drain at most 3x), writes
@@ -225,7 +225,8 @@ def check(drain: str, name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 
 def destination_checks(drain: str, expected: dict[str, str], actual: dict[str, str], history_rows: int,
-                       changes: int, staging_rows: int, dead_letters: int) -> list[dict[str, Any]]:
+                       changes: int, staging_rows: int, dead_letters: int,
+                       landed_rows: int = 0) -> list[dict[str, Any]]:
     """The destination against the generator's expected final state; details hold counts and ids only."""
     wrong = sorted(c for c in expected.keys() | actual.keys() if expected.get(c) != actual.get(c))
     return [
@@ -234,6 +235,7 @@ def destination_checks(drain: str, expected: dict[str, str], actual: dict[str, s
               f"{len(wrong):,} claims differ" + (f" (first: {', '.join(wrong[:5])})" if wrong else "")),
         check(drain, "history rows = distinct changes", history_rows == changes, f"{history_rows:,} of {changes:,}"),
         check(drain, "staging empty", staging_rows == 0, f"{staging_rows:,} rows"),
+        check(drain, "landing table empty", landed_rows == 0, f"{landed_rows:,} rows"),
         check(drain, "no dead letters", dead_letters == 0, f"{dead_letters:,} dead letters"),
     ]
 
@@ -405,6 +407,7 @@ def verify(drain: str, settings: Settings, stream: Any) -> tuple[list[dict[str, 
             drain, stream.final_status, actual,
             history_rows=_scalar(snow, settings, settings.history_table), changes=stream.changes,
             staging_rows=_scalar(snow, settings, settings.cdc_table),
+            landed_rows=_scalar(snow, settings, settings.landing_table),
             dead_letters=_scalar(snow, settings, settings.rejected_table))
         batches = _scalar(snow, settings, settings.batch_table, "WHERE records_read > 0")
     return checks, batches

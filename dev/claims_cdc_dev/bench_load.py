@@ -2,8 +2,9 @@
 
     make bench-load            # BENCH_ROWS=5000 by default
 
-Stages BENCH_ROWS generated rows as one batch (one bulk statement per table, the batch bound as a JSON
-array), then merges them, and prints rows per second for each step. Run on a clean local stack.
+Stages BENCH_ROWS generated rows (mapped columns, no images) as one batch as ``warehouse.stage_batch`` does
+(a Parquet file, PUT, COPY INTO the landing table, the staging and history rows filled from it, one
+transaction), then merges them, and prints rows per second for each step. Run on a clean local stack.
 """
 
 from __future__ import annotations

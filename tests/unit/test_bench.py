@@ -148,12 +148,14 @@ def test_destination_checks_name_counts_and_claim_ids_only():
     expected = {"CLM-A": "Paid", "CLM-B": "Submitted"}
     actual = {"CLM-A": "Rejected", "CLM-C": "Paid"}
     checks = {c["check"]: c for c in bench.destination_checks("airflow", expected, actual, history_rows=9,
-                                                              changes=10, staging_rows=1, dead_letters=0)}
+                                                              changes=10, staging_rows=1, dead_letters=0,
+                                                              landed_rows=2)}
     assert checks["destination rows"]["ok"]  # the count alone agrees ...
     assert not checks["every claim's status"]["ok"]  # ... the claims do not
     assert checks["every claim's status"]["detail"] == "3 claims differ (first: CLM-A, CLM-B, CLM-C)"
     assert "Paid" not in json.dumps(list(checks.values()))  # no value, only ids and counts
     assert not checks["history rows = distinct changes"]["ok"] and not checks["staging empty"]["ok"]
+    assert checks["landing table empty"]["detail"] == "2 rows" and not checks["landing table empty"]["ok"]
     assert checks["no dead letters"]["ok"]
 
 
