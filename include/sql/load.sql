@@ -15,10 +15,10 @@ PUT 'file://{{ upload_folder }}/rejected/*.parquet' @{{ database }}.{{ schema }}
 
 -- name: copy_landing
 -- Into the landing table (setup.sql), whole rows with their images; the stage transaction fills the staging
--- and history tables from it (stage.sql). FORCE loads the files even if a rolled-back COPY loaded them before (the batch log, checked in the same
--- transaction, keeps a batch from being staged twice). From the internal stage, PURGE removes the files once
--- loaded; on an external stage they stay until the batch-file sweep (removed_batch_files), so a retry after a
--- rollback still finds them.
+-- and history tables from it (stage.sql). FORCE loads the files even if a rolled-back COPY loaded them
+-- before (the batch log, checked in the same transaction, keeps a batch from being staged twice). From the
+-- internal stage, PURGE removes the files once loaded; on an external stage they stay until the batch-file
+-- sweep (removed_batch_files), so a retry after a rollback still finds them.
 COPY INTO {{ database }}.{{ schema }}.{{ landing_table }}
 {% if external_path is defined -%}
 FROM @{{ database }}.{{ schema }}.{{ external_stage }}/{{ external_path }}/rows/
