@@ -125,7 +125,7 @@ def test_dead_letters_are_redriven_after_a_fix_and_marked_never_deleted(settings
     fixed_path.write_text(json.dumps(mapping_doc))
     fixed = dataclasses.replace(settings, mapping_path=fixed_path)
     try:
-        for name in (settings.dest_table, settings.cdc_table, settings.history_table):
+        for name in (settings.dest_table, settings.cdc_table, settings.landing_table, settings.history_table):
             snow.connection.cursor().execute(
                 f"ALTER TABLE {table(settings, name)} ALTER COLUMN patientZip SET DATA TYPE STRING")
         _redrive_after_the_fix(settings, fixed, snow)
