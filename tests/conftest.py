@@ -187,8 +187,8 @@ def _empty_snowflake_tables(snow, settings, mapping) -> None:
     from claims_cdc import warehouse
 
     names = [settings.dest_table, settings.cdc_table, settings.landing_table, settings.history_table,
-             settings.checkpoint_table,
-             settings.batch_table, settings.reconciliation_table, settings.rejected_table, settings.tombstone_table]
+             settings.checkpoint_table, settings.batch_table, settings.reconciliation_table, settings.rejected_table,
+             settings.tombstone_table]
     try:
         for name in names:
             snow.connection.cursor().execute(f"DELETE FROM {settings.database}.{settings.schema}.{name}")

@@ -225,8 +225,8 @@ def check(drain: str, name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 
 def destination_checks(drain: str, expected: dict[str, str], actual: dict[str, str], history_rows: int,
-                       changes: int, staging_rows: int, dead_letters: int,
-                       landed_rows: int = 0) -> list[dict[str, Any]]:
+                       changes: int, staging_rows: int, landed_rows: int,
+                       dead_letters: int) -> list[dict[str, Any]]:
     """The destination against the generator's expected final state; details hold counts and ids only."""
     wrong = sorted(c for c in expected.keys() | actual.keys() if expected.get(c) != actual.get(c))
     return [

@@ -2,10 +2,10 @@
 
 Each example draws a history, its deliveries (re-sent copies, random order) and a schedule of staged
 batches and merges, with the strategies of tests/merge_histories.py (the model is checked against
-last-change-wins with them in tests/unit/test_merge_model.py). Each batch goes into the staging table as ``warehouse.stage_batch`` puts it there
-(``unique_changes``, the Parquet file, ``put_rows``, ``copy_landing``, ``insert_staging`` and ``delete_landed``; the checkpoint,
-history and batch-log statements around them take no part in a merge and are left out, which keeps an
-example cheap). Each merge
+last-change-wins with them in tests/unit/test_merge_model.py). Each batch goes into the staging table as
+``warehouse.stage_batch`` puts it there (``unique_changes``, the Parquet file, ``put_rows``, ``copy_landing``,
+``insert_staging`` and ``delete_landed``; the checkpoint, history and batch-log statements around them take
+no part in a merge and are left out, which keeps an example cheap). Each merge
 is ``warehouse.merge_pending``, or one that dies after its tombstone or destination statement (the next
 merge claims its rows again). After every merge, the destination, the tombstones and the number of staged
 rows must equal the model's.

@@ -21,10 +21,10 @@ def stage(snow, settings, mapping, batch_id, rows, start=None, end="9", rejected
 def test_setup_skips_only_account_objects_and_masking_on_the_emulator(snow, settings, mapping, clean_pipeline):
     skipped = warehouse.run_setup(snow, settings, mapping)
     assert skipped == ["create_role", "create_warehouse", "grant_warehouse", "grant_database", "grant_schema",
-                       "landing_no_time_travel", "create_phi_tag", "create_phi_mask_string", "create_phi_mask_number",
-                       "create_phi_mask_variant", "set_phi_tag_policies", "tag_phi_dest_columns",
-                       "tag_phi_staging_columns", "tag_phi_landing_columns", "tag_phi_history_columns", "tag_phi_history_images",
-                       "tag_phi_dead_letters"]
+                       "landing_no_time_travel", "create_phi_tag", "create_phi_mask_string",
+                       "create_phi_mask_number", "create_phi_mask_variant", "set_phi_tag_policies",
+                       "tag_phi_dest_columns", "tag_phi_staging_columns", "tag_phi_landing_columns",
+                       "tag_phi_history_columns", "tag_phi_history_images", "tag_phi_dead_letters"]
 
 
 def test_the_staging_table_holds_no_images_and_setup_drops_those_an_older_version_added(snow, settings, mapping,

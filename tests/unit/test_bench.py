@@ -148,8 +148,8 @@ def test_destination_checks_name_counts_and_claim_ids_only():
     expected = {"CLM-A": "Paid", "CLM-B": "Submitted"}
     actual = {"CLM-A": "Rejected", "CLM-C": "Paid"}
     checks = {c["check"]: c for c in bench.destination_checks("airflow", expected, actual, history_rows=9,
-                                                              changes=10, staging_rows=1, dead_letters=0,
-                                                              landed_rows=2)}
+                                                              changes=10, staging_rows=1, landed_rows=2,
+                                                              dead_letters=0)}
     assert checks["destination rows"]["ok"]  # the count alone agrees ...
     assert not checks["every claim's status"]["ok"]  # ... the claims do not
     assert checks["every claim's status"]["detail"] == "3 claims differ (first: CLM-A, CLM-B, CLM-C)"
