@@ -476,28 +476,39 @@ def in_process_drain(config: BenchConfig, settings: Settings) -> dict[str, Any]:
     return result
 
 
-def drain_child(out: Path, runs_limit: int) -> int:
-    """In the child: count statements on ``Session``, run :func:`bench_drain.drain_in_process`, write JSON."""
-    from claims_cdc.snowflake import Session
-    from claims_cdc_dev.bench_drain import drain_in_process
-
-    settings = load_settings()
-    statements: Counter[str] = Counter()
+def count_statements(session_class: Any, statements: Counter[str], seconds: Counter[str]) -> None:
+    """Wrap ``session_class``'s statement methods: each statement sent counts once under its name (transaction
+    controls under their first word, ``COMMIT``), with the seconds it took; one skipped on the emulator
+    (``execute`` answers ``None``) is not counted."""
     lock = threading.Lock()
 
     def counting(name: str, original: Any) -> Any:
         def run(self: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            before = time.perf_counter()
             answer = original(self, statement, *args, **kwargs)
             if name == "raw" or answer is not None:  # None: skipped on the emulator, never sent
                 label = getattr(statement, "name", None) or str(statement).split(maxsplit=1)[0].upper()
                 with lock:
                     statements[label] += 1
+                    seconds[label] += time.perf_counter() - before
             return answer
         return run
 
     for name in ("execute", "executemany", "raw"):
-        if callable(getattr(Session, name, None)):
-            setattr(Session, name, counting(name, getattr(Session, name)))
+        if callable(getattr(session_class, name, None)):
+            setattr(session_class, name, counting(name, getattr(session_class, name)))
+
+
+def drain_child(out: Path, runs_limit: int) -> int:
+    """In the child: count and time statements on ``Session`` (:func:`count_statements`), run
+    :func:`bench_drain.drain_in_process`, write JSON."""
+    from claims_cdc.snowflake import Session
+    from claims_cdc_dev.bench_drain import drain_in_process
+
+    settings = load_settings()
+    statements: Counter[str] = Counter()
+    statement_seconds: Counter[str] = Counter()
+    count_statements(Session, statements, statement_seconds)
     stages: dict[str, float] = {}
 
     @contextmanager
@@ -515,6 +526,7 @@ def drain_child(out: Path, runs_limit: int) -> int:
     except Exception as error:  # noqa: BLE001 - reported as a failed check; the pipeline's messages hold no values
         result["error"] = f"{type(error).__name__}: {error}"
     result.update(seconds=time.perf_counter() - started, stages=stages, statements=dict(statements),
+                  statement_seconds={label: round(seconds, 3) for label, seconds in statement_seconds.most_common()},
                   statements_total=sum(statements.values()),
                   self_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.write_text(json.dumps(result, indent=2))
@@ -660,6 +672,10 @@ def main() -> int:
         checks += drain_checks
         print(f"  {drained.get('runs')} runs in {drained.get('seconds', 0):.1f} s, peak RSS "
               f"{drained['peak_rss_mib']:,.0f} MiB")
+        slowest = list(drained.get("statement_seconds", {}).items())[:4]
+        if slowest:
+            print("  slowest statements (seconds, all runs): "
+                  + ", ".join(f"{label} {seconds:.2f}" for label, seconds in slowest))
         print_checks(drain_checks)
 
     if "airflow" in config.drains:

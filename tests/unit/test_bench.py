@@ -177,3 +177,31 @@ def test_a_measured_child_reports_its_own_peak_rss_exit_code_and_output(tmp_path
     code, seconds, rss_mib = run_measured([sys.executable, "-c", grow], dict(os.environ), tmp_path / "c.log", 60)
     assert (code, (tmp_path / "c.log").read_text()) == (3, "grew\n")
     assert 120 < rss_mib < 250 and seconds > 0
+
+
+def test_statements_are_counted_and_timed_by_name_and_a_skipped_one_is_not():
+    """The in-process drain's statement figures: each sent statement under its name with its seconds, the
+    transaction controls under their first word; one the emulator skips (``execute`` answers None) not at all."""
+    import time
+    from types import SimpleNamespace
+
+    class FakeSession:
+        def execute(self, statement, params=()):
+            time.sleep(0.02 if statement.name == "copy_landing" else 0)
+            return None if statement.name == "snowflake_only" else object()
+
+        def raw(self, sql):
+            time.sleep(0.03)
+
+    counts, seconds = Counter(), Counter()
+    bench.count_statements(FakeSession, counts, seconds)
+    session = FakeSession()
+    for name in ("copy_landing", "insert_staging", "copy_landing", "snowflake_only"):
+        session.execute(SimpleNamespace(name=name))
+    session.raw("BEGIN TRANSACTION")
+    session.raw("COMMIT")
+
+    assert counts == {"copy_landing": 2, "insert_staging": 1, "BEGIN": 1, "COMMIT": 1}
+    assert set(seconds) == set(counts)
+    assert seconds["copy_landing"] >= 0.04 and seconds["COMMIT"] >= 0.03
+    assert seconds["insert_staging"] < seconds["copy_landing"]
