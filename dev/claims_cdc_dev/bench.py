@@ -12,7 +12,8 @@ On a fresh local stack (no forwarder: only the bench's records are in the stream
 2. measures the floors: a plain boto3 read of every record (shards one after another, ``Limit`` 10,000,
    until ``MillisBehindLatest`` is 0 and a page is empty) and a stdlib ``json.loads`` of every record;
 3. drains the stream in one process, each stage timed (``claims_cdc_dev.bench_drain``, the one place that
-   names the task functions), Snowflake statements counted and timed by name, in a child process whose peak RSS is its own;
+   names the task functions), Snowflake statements counted and timed by name, in a child process whose
+   peak RSS is its own;
 4. resets the warehouse (teardown and setup: checkpoints back at TRIM_HORIZON, an empty destination) and
    drains it again through ``airflow dags test claims_cdc`` (the CLI, its own AIRFLOW_HOME), run after run;
 5. after each drain checks the destination against the generator's expected final state (rows, every
